@@ -1,0 +1,132 @@
+"""The JSON API under /api/v1 (contract section 3), as a Flask blueprint."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis
+from flask import Blueprint, Flask, Response, g, request
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException
+
+from dashboard.auth import INGEST_ROLES, READ_ROLES, TokenVerifier
+from dashboard.ingest import Backpressure, BodyError, parse_body
+from dashboard.runtime import Runtime
+from dashboard.stream import StoreUnavailable, pipeline_status
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+_RETRY_UNAVAILABLE_S = 5
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Return ``body`` serialized with orjson."""
+    return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """Return the API's error shape: {"error": message}."""
+    return json_response({"error": message}, status, headers)
+
+
+def create_api(runtime: Runtime) -> Blueprint:
+    """Build the /api/v1 blueprint on the runtime's stores."""
+    api = Blueprint("api_v1", __name__, url_prefix=API_PREFIX)
+    verifier = TokenVerifier(runtime.engine)
+    ingestor = runtime.ingestor()
+    settings = runtime.settings
+
+    def requires(roles: frozenset[str]) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+        def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
+            @functools.wraps(view)
+            def guarded(*args: Any, **kwargs: Any) -> Response:
+                header = request.headers.get("Authorization", "")
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() != "bearer" or not token.strip():
+                    return error_response(
+                        401,
+                        "missing bearer token: send 'Authorization: Bearer TOKEN' "
+                        "(make one with 'python app.py token create --role ROLE --name NAME')",
+                        {"WWW-Authenticate": "Bearer"},
+                    )
+                principal = verifier.verify(token.strip())
+                if principal is None:
+                    return error_response(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+                if principal.role not in roles:
+                    return error_response(403, f"role {principal.role!r} may not call {request.method} {request.path}")
+                g.principal = principal
+                return view(*args, **kwargs)
+
+            return guarded
+
+        return decorate
+
+    @api.post("/events")
+    @requires(INGEST_ROLES)
+    def post_events() -> Response:
+        length = request.content_length
+        if length is not None and length > settings.max_body_bytes:
+            return error_response(413, f"body is {length} bytes; the limit is {settings.max_body_bytes}")
+        body = request.stream.read(settings.max_body_bytes + 1)
+        try:
+            items = parse_body(body, settings.max_body_bytes, settings.max_batch_events)
+            result = ingestor.submit(items)
+        except BodyError as error:
+            if error.status == 400:
+                runtime.redis.hincrby(runtime.keys.stats, "rejected", 1)
+                return json_response(
+                    {"accepted": 0, "duplicates": 0, "rejected": [{"index": 0, "id": None, "error": str(error)}]},
+                    400,
+                )
+            return error_response(error.status, str(error))
+        except Backpressure as error:
+            return error_response(429, str(error), {"Retry-After": str(error.retry_after_s)})
+        log.info(
+            "events_posted",
+            extra={
+                "token": g.principal.name,
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "rejected": len(result.rejected),
+            },
+        )
+        return json_response(result.as_dict(), 202 if result.taken else 400)
+
+    @api.get("/pipeline")
+    @requires(READ_ROLES)
+    def get_pipeline() -> Response:
+        return json_response(pipeline_status(runtime.redis, runtime.keys).as_dict())
+
+    return api
+
+
+def install_error_handlers(server: Flask) -> None:
+    """Answer API errors as JSON, and never a bare 500 for a store outage."""
+
+    def is_api() -> bool:
+        return request.path.startswith(API_PREFIX)
+
+    @server.errorhandler(StoreUnavailable)
+    def store_unavailable(error: StoreUnavailable) -> Response:
+        log.warning("store_unavailable", extra={"path": request.path, "error": str(error)})
+        return error_response(
+            503, f"{error}; nothing was taken, retry shortly", {"Retry-After": str(_RETRY_UNAVAILABLE_S)}
+        )
+
+    @server.errorhandler(redis.RedisError)
+    def redis_unavailable(error: redis.RedisError) -> Response:
+        return store_unavailable(StoreUnavailable(f"Redis: {error}"))
+
+    @server.errorhandler(sa_exc.OperationalError)
+    def database_unavailable(error: sa_exc.OperationalError) -> Response:
+        return store_unavailable(StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}"))
+
+    @server.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response | HTTPException:
+        if not is_api():
+            return error
+        return error_response(error.code or 500, error.description or error.name)

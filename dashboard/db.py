@@ -1,0 +1,120 @@
+"""The history store's schema, engine and migrations (SQLAlchemy 2, Alembic).
+
+PostgreSQL in production, SQLite for the embedded demo: the same tables and
+the same code, only the URL differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects.postgresql import JSONB
+
+from dashboard.settings import Settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+metadata = sa.MetaData()
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("time", Timestamp, nullable=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    # The Redis Stream entry that carried it: tells a redelivery of the same
+    # accepted event from a second event with the same key.
+    sa.Column("stream_id", sa.String(41), nullable=False),
+    sa.Column("order_id", sa.String(64)),
+    sa.Column("route_id", sa.String(64)),
+    sa.Column("driver_id", sa.String(64)),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("dock_id", sa.String(64)),
+    sa.Column("payload", Json, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database schema is missing or older than this code."""
+
+
+def create_db_engine(settings: Settings) -> sa.Engine:
+    """Return an engine for the history store (no connection is made yet)."""
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the web thread read while the ingest thread writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _alembic_config(engine: sa.Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: sa.Engine) -> str:
+    """Create or upgrade the schema to the newest revision; return it."""
+    command.upgrade(_alembic_config(engine), "head")
+    return current_revision(engine) or ""
+
+
+def head_revision() -> str:
+    """Return the newest revision this code knows."""
+    script = ScriptDirectory.from_config(_alembic_config(sa.create_engine("sqlite://")))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """Return the revision the database is at, or None for an empty one."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_current_schema(engine: sa.Engine) -> None:
+    """Raise SchemaNotCurrent, saying what to run, unless migrations are current."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaNotCurrent(
+            f"database schema is at {current or 'nothing'}, this code needs {head}: run 'python app.py migrate' first"
+        )

@@ -1,0 +1,136 @@
+"""Writing events to the history store, exactly once per (source, id).
+
+On PostgreSQL a batch is COPied into a temporary staging table and moved
+with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; elsewhere (SQLite) a
+multi-row ``INSERT ... ON CONFLICT DO NOTHING`` does the same, more slowly.
+Either way a redelivered entry changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dashboard.db import events
+from dashboard.events import CORRELATION_FIELDS
+from dashboard.stream import entry_ms
+
+
+class UndecodableEntry(ValueError):
+    """A stream entry that does not hold a usable event."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One stream entry, decoded into the columns of the events table."""
+
+    stream_id: str
+    source: str
+    id: str
+    type: str
+    site_id: str
+    time: datetime
+    received_at: datetime
+    correlation: tuple[str | None, ...]
+    payload: bytes
+
+    @classmethod
+    def from_entry(cls, entry_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:
+        """Decode a stream entry; raise UndecodableEntry saying what is wrong."""
+        payload = fields.get(b"e")
+        if payload is None:
+            raise UndecodableEntry("stream entry has no 'e' field")
+        try:
+            raw: Any = orjson.loads(payload)
+            data = raw["data"]
+            stored = cls(
+                stream_id=entry_id.decode(),
+                source=raw["source"],
+                id=raw["id"],
+                type=raw["type"],
+                site_id=data["site_id"],
+                time=_utc(raw["time"]),
+                received_at=datetime.fromtimestamp(entry_ms(entry_id) / 1000, UTC),
+                correlation=tuple(_correlation_id(data, name) for name in CORRELATION_FIELDS),
+                payload=payload,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise UndecodableEntry(f"entry is not a valid event: {error!r}") from None
+        for name in ("source", "id", "type", "site_id"):
+            if not isinstance(getattr(stored, name), str):
+                raise UndecodableEntry(f"entry field {name} is not a string")
+        return stored
+
+    def row(self) -> dict[str, Any]:
+        """Return the events-table row, with Python values."""
+        return {
+            "source": self.source,
+            "id": self.id,
+            "type": self.type,
+            "site_id": self.site_id,
+            "time": self.time,
+            "received_at": self.received_at,
+            "stream_id": self.stream_id,
+            **dict(zip(CORRELATION_FIELDS, self.correlation, strict=True)),
+            "payload": orjson.loads(self.payload),
+        }
+
+
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def _correlation_id(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return value if isinstance(value, str) else None
+
+
+_COLUMNS = ("source", "id", "type", "site_id", "time", "received_at", "stream_id", *CORRELATION_FIELDS, "payload")
+_STAGING = sa.text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MOVE = sa.text(
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) "
+    f"SELECT {', '.join(_COLUMNS)} FROM events_staging ON CONFLICT DO NOTHING"
+)
+
+
+def write_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> int:
+    """Insert the batch inside the caller's transaction; return rows new to history."""
+    if not batch:
+        return 0
+    if connection.dialect.name == "postgresql":
+        return _copy_events(connection, batch)
+    insert = sqlite.insert if connection.dialect.name == "sqlite" else postgresql.insert
+    statement = insert(events).on_conflict_do_nothing()
+    return connection.execute(statement, [stored.row() for stored in batch]).rowcount
+
+
+def _copy_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> int:
+    connection.execute(_STAGING)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY events_staging ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        for stored in batch:
+            copy.write_row(
+                (
+                    stored.source,
+                    stored.id,
+                    stored.type,
+                    stored.site_id,
+                    stored.time,
+                    stored.received_at,
+                    stored.stream_id,
+                    *stored.correlation,
+                    stored.payload.decode(),
+                )
+            )
+    return connection.execute(_MOVE).rowcount

@@ -1,0 +1,1 @@
+"""Narrow adapters the dashboard reads through: live figures (Redis), history (SQL)."""

@@ -1,0 +1,1 @@
+"""Page layouts: pure functions that build components."""
