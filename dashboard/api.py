@@ -110,6 +110,13 @@ def install_error_handlers(server: Flask) -> None:
     def is_api() -> bool:
         return request.path.startswith(API_PREFIX)
 
+    @server.before_request
+    def unknown_api_path() -> Response | None:
+        # Dash's catch-all page route would answer any path with its HTML.
+        if is_api() and request.blueprint != "api_v1":
+            return error_response(404, f"no API call {request.method} {request.path}")
+        return None
+
     @server.errorhandler(StoreUnavailable)
     def store_unavailable(error: StoreUnavailable) -> Response:
         log.warning("store_unavailable", extra={"path": request.path, "error": str(error)})

@@ -120,7 +120,8 @@ def parse_timestamp(field: str, value: Any) -> datetime:
             f"must be an RFC 3339 time with an offset, e.g. 2026-10-06T10:52:31Z; got {_describe(value)}",
         )
     try:
-        moment = datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case 't' and 'z'; fromisoformat rejects 'z'.
+        moment = datetime.fromisoformat(value.upper())
     except ValueError:
         raise InvalidEvent(field, f"is not a real date and time: {_describe(value)}") from None
     if moment < EARLIEST:

@@ -194,7 +194,7 @@ def pipeline_status(client: redis.Redis, keys: Keys) -> PipelineStatus:
         now = time.time()
         second = int(now)
         stats = _stats(client, keys)
-        window = range(second - RATE_WINDOW_S, second)
+        window = range(second - RATE_WINDOW_S + 1, second + 1)  # the current second counts
         rates = client.mget([keys.rate("accepted", s) for s in window] + [keys.rate("processed", s) for s in window])
         accepted_rate = sum(int(v or 0) for v in rates[:RATE_WINDOW_S]) / RATE_WINDOW_S
         processed_rate = sum(int(v or 0) for v in rates[RATE_WINDOW_S:]) / RATE_WINDOW_S

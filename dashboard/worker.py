@@ -236,7 +236,7 @@ class IngestWorker:
             summary = self._client.xpending(self._keys.stream, group["name"])
             if summary["pending"]:
                 safe = min(safe, _id_tuple(summary["min"]))
-        self._client.xtrim(self._keys.stream, minid=f"{safe[0]}-{safe[1]}", approximate=True)
+        self._client.xtrim(self._keys.stream, minid=f"{safe[0]}-{safe[1]}", approximate=False)
         for consumer in self._client.xinfo_consumers(self._keys.stream, GROUP):
             if consumer["pending"] == 0 and consumer["idle"] > _IDLE_CONSUMER_MS:
                 self._client.xgroup_delconsumer(self._keys.stream, GROUP, consumer["name"])

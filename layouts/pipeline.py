@@ -25,8 +25,8 @@ def tile(item: Tile) -> html.Div:
     """Build one tile."""
     return html.Div(
         [html.Div(item.label, className="tile-label"), html.Div(item.value, className="tile-value")],
-        id={"type": "pipeline-tile", "key": item.key},
         className=f"tile tile-{item.state}",
+        **{"data-tile": item.key},
     )
 
 

@@ -1,0 +1,107 @@
+"""The ingest worker on real Redis and PostgreSQL: exactly once, reclaim, outages, trimming."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import sqlalchemy as sa
+
+from dashboard.runtime import Runtime
+from dashboard.settings import Settings
+from dashboard.stream import GROUP, backlog, ensure_group
+from dashboard.worker import IngestWorker
+from tests.conftest import count_events
+from tests.helpers import make_event
+
+
+def submit(runtime: Runtime, count: int, prefix: str = "e") -> None:
+    result = runtime.ingestor().submit([make_event(event_id=f"{prefix}{i}") for i in range(count)])
+    assert result.accepted == count
+
+
+def read_without_ack(runtime: Runtime, consumer: str, count: int):  # type: ignore[no-untyped-def]
+    ensure_group(runtime.redis, runtime.keys)
+    reply = runtime.redis.xreadgroup(GROUP, consumer, {runtime.keys.stream: ">"}, count=count)
+    return reply[0][1]
+
+
+def test_redelivered_entries_are_stored_and_counted_once(runtime):
+    submit(runtime, 10)
+    entries = read_without_ack(runtime, "crashed-before-ack", 10)
+    worker = runtime.worker()
+    # The first delivery committed but "crashed" before its ack: process it twice.
+    assert worker.process(entries) == 10
+    assert worker.process(entries) == 0
+    assert count_events(runtime.engine) == 10
+    assert int(runtime.redis.hget(runtime.keys.stats, "processed")) == 10
+    assert backlog(runtime.redis, runtime.keys) == 0
+
+
+def test_entries_of_a_dead_worker_are_reclaimed_after_the_idle_time(runtime):
+    submit(runtime, 5)
+    read_without_ack(runtime, "dead-worker", 5)
+    worker = runtime.worker()
+    assert worker.step() == 0  # not idle long enough yet: nothing new, nothing claimed
+    time.sleep(runtime.settings.claim_idle_ms / 1000 + 0.1)
+    worker._next_claim = 0.0  # the claim timer would fire within claim_idle_ms / 2 anyway
+    assert worker.step() == 5
+    assert count_events(runtime.engine) == 5
+    assert runtime.redis.xpending(runtime.keys.stream, GROUP)["pending"] == 0
+
+
+def test_database_outage_never_counts_against_an_event(runtime):
+    submit(runtime, 3)
+    down = Runtime.open(
+        Settings(
+            redis_url=runtime.settings.redis_url,
+            database_url="postgresql://postgres@127.0.0.1:1/none",
+            key_prefix=runtime.keys.prefix,
+        )
+    )
+    worker = down.worker()
+    for _ in range(7):  # more than max_tries
+        try:
+            worker.step()
+        except sa.exc.OperationalError:
+            pass
+        else:
+            raise AssertionError("a worker without its database must not succeed")
+    assert runtime.redis.hlen(runtime.keys.failures) == 0
+    assert runtime.redis.xlen(runtime.keys.dead) == 0
+    assert backlog(runtime.redis, runtime.keys) == 3
+    # The same consumer name, its database back, picks up its own pending entries.
+    healthy = IngestWorker(runtime.redis, runtime.engine, runtime.keys, name=worker.name, block_ms=10)
+    assert healthy.step() == 3
+    assert count_events(runtime.engine) == 3
+
+
+def test_worker_run_survives_an_outage_and_stops_on_request(runtime):
+    import threading
+
+    submit(runtime, 4)
+    stop = threading.Event()
+    thread = threading.Thread(target=runtime.worker().run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while backlog(runtime.redis, runtime.keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert count_events(runtime.engine) == 4
+
+
+def test_housekeeping_trims_only_what_every_group_has_acknowledged(runtime):
+    settings = runtime.settings.model_copy(update={"stream_retention_s": 0})
+    rt = Runtime(settings, runtime.redis, runtime.engine, runtime.keys)
+    submit(rt, 20, "a")
+    worker = rt.worker()
+    assert worker.step() == 20
+    submit(rt, 5, "b")
+    read_without_ack(rt, "slow-worker", 5)  # pending: must survive the trim
+    runtime.redis.xgroup_create(rt.keys.stream, "other-system", id="$")  # reads only what comes next
+    submit(rt, 3, "c")  # undelivered to both groups: must survive too
+    worker._housekeeping()
+    remaining = [fields[b"e"] for _, fields in runtime.redis.xrange(rt.keys.stream)]
+    assert {orjson.loads(e)["id"] for e in remaining} == {f"b{i}" for i in range(5)} | {f"c{i}" for i in range(3)}
