@@ -8,6 +8,7 @@ already-parsed JSON (dicts and lists from orjson) and does no I/O.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -134,7 +135,8 @@ def _timestamp(field: str, value: Any) -> None:
 
 
 _ID = _string(1, 64)
-_TEXT = _string(0, 1024)
+# Free text (reasons): any string; the 4 MiB body limit bounds it.
+_TEXT = _string(0, sys.maxsize)
 _PROMISE = {"promised_start": _timestamp, "promised_end": _timestamp}
 
 # type -> {field: check}; every field listed is required unless in OPTIONAL.
@@ -189,9 +191,9 @@ DATA_FIELDS: dict[str, dict[str, Check]] = {
     "worker.shift_ended": {"worker_id": _ID},
     "worker.absent": {"worker_id": _ID, "role": _one_of(*ROLES)},
     "mode.changed": {
-        "mode": _ID,
+        "mode": _string(1, 256),
         "enabled": _boolean,
-        "actor": _string(1, 128),
+        "actor": _TEXT,
         "reason": _TEXT,
     },
 }
