@@ -191,9 +191,9 @@ DATA_FIELDS: dict[str, dict[str, Check]] = {
     "worker.shift_ended": {"worker_id": _ID},
     "worker.absent": {"worker_id": _ID, "role": _one_of(*ROLES)},
     "mode.changed": {
-        "mode": _string(1, 256),
+        "mode": _ID,
         "enabled": _boolean,
-        "actor": _TEXT,
+        "actor": _string(1, 256),
         "reason": _TEXT,
     },
 }
