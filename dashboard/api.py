@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -14,9 +17,12 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from dashboard.auth import INGEST_ROLES, READ_ROLES, TokenVerifier
+from dashboard.events import InvalidEvent, parse_timestamp
 from dashboard.ingest import Backpressure, BodyError, parse_body
 from dashboard.runtime import Runtime
-from dashboard.stream import StoreUnavailable, pipeline_status
+from dashboard.stream import StoreUnavailable
+from datasources.history import HistorySource
+from datasources.live import LiveSource
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -33,10 +39,62 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
+WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
+_SITE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class MetricsQuery:
+    """A validated metrics query: a scope and a range of whole minutes."""
+
+    site_id: str | None
+    start: datetime
+    end: datetime
+    window: str | None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str], now: datetime) -> MetricsQuery:
+        """Parse query parameters; raise ValueError naming what is wrong."""
+        site_id = args.get("site_id") or None
+        if site_id is not None and not _SITE_ID.fullmatch(site_id):
+            raise ValueError(f"site_id must match ^[A-Za-z0-9_-]{{1,32}}$, got {site_id!r}")
+        window = args.get("window")
+        if window is not None:
+            if "start" in args or "end" in args:
+                raise ValueError("give either window or start and end, not both")
+            if window not in WINDOWS:
+                raise ValueError(f"window must be one of {', '.join(WINDOWS)}; got {window!r}")
+            # The window ends with the current minute, so it holds every event up to now.
+            end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            return cls(site_id, end - WINDOWS[window], end, window)
+        if "start" not in args or "end" not in args:
+            raise ValueError("give start and end (RFC 3339, whole minutes, UTC), or window (15m, 1h, 24h)")
+        start, end = (_whole_minute(name, args[name]) for name in ("start", "end"))
+        if start >= end:
+            raise ValueError(f"start must be before end ({args['start']} >= {args['end']})")
+        return cls(site_id, start, end, None)
+
+
+def _whole_minute(name: str, text: str) -> datetime:
+    try:
+        moment = parse_timestamp(name, text)
+    except InvalidEvent as error:
+        raise ValueError(str(error)) from None
+    if moment.second or moment.microsecond:
+        raise ValueError(f"{name} must be a whole minute, got {text}")
+    return moment.astimezone(UTC)
+
+
 def create_api(runtime: Runtime) -> Blueprint:
     """Build the /api/v1 blueprint on the runtime's stores."""
     api = Blueprint("api_v1", __name__, url_prefix=API_PREFIX)
     verifier = TokenVerifier(runtime.engine)
+    live = LiveSource(runtime.redis, runtime.keys, runtime.settings.live_retention_s)
+    history = HistorySource(runtime.engine)
     ingestor = runtime.ingestor()
     settings = runtime.settings
 
@@ -96,10 +154,24 @@ def create_api(runtime: Runtime) -> Blueprint:
         )
         return json_response(result.as_dict(), 202 if result.taken else 400)
 
+    @api.get("/metrics")
+    @requires(READ_ROLES)
+    def get_metrics() -> Response:
+        now = datetime.now(UTC)
+        try:
+            query = MetricsQuery.from_args(request.args, now)
+        except ValueError as error:
+            return error_response(400, str(error))
+        source = live if query.window else history
+        figures = source.metrics(query.site_id, query.start, query.end, now)
+        return json_response(
+            {"site_id": query.site_id, "start": _rfc3339(query.start), "end": _rfc3339(query.end), **figures}
+        )
+
     @api.get("/pipeline")
     @requires(READ_ROLES)
     def get_pipeline() -> Response:
-        return json_response(pipeline_status(runtime.redis, runtime.keys).as_dict())
+        return json_response(live.pipeline().as_dict())
 
     return api
 

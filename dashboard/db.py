@@ -54,6 +54,111 @@ api_tokens = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
 )
 
+# Rollups: per scope (a site_id, or NETWORK for all sites), grain ('m', 'h',
+# 'd') and bucket start, one row per field (see dashboard.metrics).
+rollups = sa.Table(
+    "rollups",
+    metadata,
+    sa.Column("scope", sa.String(32), primary_key=True),
+    sa.Column("grain", sa.String(1), primary_key=True),
+    sa.Column("bucket", Timestamp, primary_key=True),
+    sa.Column("field", sa.String(48), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
+
+# The latency sample each anchor event currently gives, so that a late half
+# of a pair can move it from one histogram bucket to another.
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("group_key", sa.String(64), nullable=False),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("time", Timestamp, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+)
+
+# Each shift_started and the end it is currently paired with (None: open).
+shifts = sa.Table(
+    "shifts",
+    metadata,
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("worker_id", sa.String(64), nullable=False),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("start", Timestamp, nullable=False),
+    sa.Column("end", Timestamp),
+    sa.Column("hourly_cost", sa.Float, nullable=False),
+)
+
+# Rollup changes committed with history, waiting to be applied to Redis.
+live_outbox = sa.Table(
+    "live_outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("deltas", Json, nullable=False),
+)
+
+# Current state, "as of now", for the site pages.
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("order_id", sa.String(64), primary_key=True),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("priority", sa.String(16)),
+    sa.Column("created_at", Timestamp),
+    sa.Column("promised_start", Timestamp),
+    sa.Column("promised_end", Timestamp),
+    sa.Column("promise_time", Timestamp),
+    sa.Column("stage", sa.String(16)),
+    sa.Column("stage_rank", sa.SmallInteger),
+    sa.Column("stage_time", Timestamp),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+docks = sa.Table(
+    "docks",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("dock_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("status_time", Timestamp, nullable=False),
+)
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("route_id", sa.String(64), primary_key=True),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("dock_id", sa.String(64)),
+    sa.Column("arrived_at", Timestamp),
+    sa.Column("loading_started_at", Timestamp),
+    sa.Column("departed_at", Timestamp),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("role", sa.String(16)),
+    sa.Column("shift_state", sa.String(8)),
+    sa.Column("shift_time", Timestamp),
+    sa.Column("absent_at", Timestamp),
+)
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("first_event_time", Timestamp, nullable=False),
+    sa.Column("last_event_time", Timestamp, nullable=False),
+)
+
 
 class SchemaNotCurrent(RuntimeError):
     """The database schema is missing or older than this code."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from dashboard.db import events
 from dashboard.events import CORRELATION_FIELDS
@@ -98,46 +98,54 @@ _COLUMNS = ("source", "id", "type", "site_id", "time", "received_at", "stream_id
 _STAGING = sa.text(
     "CREATE TEMPORARY TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+# Ordered by stream entry so that, for a key twice in one batch, the first
+# accepted wins; the order also keeps concurrent batches from deadlocking.
 _MOVE = sa.text(
     f"INSERT INTO events ({', '.join(_COLUMNS)}) "
-    f"SELECT {', '.join(_COLUMNS)} FROM events_staging ON CONFLICT DO NOTHING"
+    f"SELECT {', '.join(_COLUMNS)} FROM events_staging "
+    "ORDER BY split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint "
+    "ON CONFLICT DO NOTHING RETURNING source, id"
 )
 
 
-def write_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> int:
-    """Insert the batch inside the caller's transaction; return rows new to history."""
+def insert_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> set[tuple[str, str]]:
+    """Insert the batch inside the caller's transaction; return the keys new to history.
+
+    When a batch holds one key twice, the entry accepted first wins.
+    """
     if not batch:
-        return 0
+        return set()
     if connection.dialect.name == "postgresql":
         return _copy_events(connection, batch)
-    insert = sqlite.insert if connection.dialect.name == "sqlite" else postgresql.insert
-    statement = insert(events).on_conflict_do_nothing()
-    return connection.execute(statement, [stored.row() for stored in batch]).rowcount
+    statement = sqlite.insert(events).on_conflict_do_nothing().returning(events.c.source, events.c.id)
+    rows = sorted((stored.row() for stored in batch), key=lambda row: _stream_order(row["stream_id"]))
+    inserted: set[tuple[str, str]] = set()
+    for row in rows:  # one by one: SQLite's RETURNING with executemany is not portable
+        inserted.update((r.source, r.id) for r in connection.execute(statement, row))
+    return inserted
 
 
-def _copy_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> int:
+def _stream_order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq)
+
+
+def _copy_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> set[tuple[str, str]]:
     connection.execute(_STAGING)
-    statement = f"COPY events_staging ({', '.join(_COLUMNS)}) FROM STDIN"
-    driver_error = connection.dialect.loaded_dbapi.Error
-    try:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(statement) as copy:
-            for stored in batch:
-                copy.write_row(
-                    (
-                        stored.source,
-                        stored.id,
-                        stored.type,
-                        stored.site_id,
-                        stored.time,
-                        stored.received_at,
-                        stored.stream_id,
-                        *stored.correlation,
-                        stored.payload.decode(),
-                    )
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY events_staging ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        for stored in batch:
+            copy.write_row(
+                (
+                    stored.source,
+                    stored.id,
+                    stored.type,
+                    stored.site_id,
+                    stored.time,
+                    stored.received_at,
+                    stored.stream_id,
+                    *stored.correlation,
+                    stored.payload.decode(),
                 )
-    except driver_error as error:
-        # The raw cursor bypasses SQLAlchemy's wrapping: wrap its errors so the
-        # worker tells an outage (OperationalError) from a refused row (DataError).
-        raise sa.exc.DBAPIError.instance(statement, None, error, driver_error) from error
-    return connection.execute(_MOVE).rowcount
+            )
+    return {(row.source, row.id) for row in connection.execute(_MOVE)}

@@ -77,6 +77,7 @@ class Runtime:
             claim_idle_ms=s.claim_idle_ms,
             max_tries=s.max_tries,
             stream_retention_s=s.stream_retention_s,
+            live_retention_s=s.live_retention_s,
         )
 
     def start_worker_thread(self, stop: threading.Event) -> threading.Thread:

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     worker_block_ms: int = Field(default=1000, ge=1)
     claim_idle_ms: int = Field(default=15_000, ge=1)
     max_tries: int = Field(default=5, ge=1)
+    # Live aggregates in Redis (minute and hour buckets) expire after this.
+    live_retention_s: int = Field(default=48 * 3600, ge=3600)
     # Acknowledged stream entries are kept this long for other consumer
     # groups, then trimmed (never past what any group still needs).
     stream_retention_s: int = Field(default=600, ge=0)

@@ -55,6 +55,25 @@ class Keys:
     def rate(self, counter: str, second: int) -> str:
         return f"{self.prefix}:rate:{counter}:{second}"
 
+    @property
+    def live(self) -> str:
+        """Return the prefix of the live aggregate hashes."""
+        return f"{self.prefix}:live:"
+
+    def live_hash(self, scope: str, grain: str, bucket_epoch: int) -> str:
+        return f"{self.live}{scope}:{grain}:{bucket_epoch}"
+
+    def live_marker(self, outbox_id: int) -> str:
+        return f"{self.prefix}:applied:{outbox_id}"
+
+    @property
+    def rebuild_lock(self) -> str:
+        return f"{self.prefix}:rebuilding"
+
+    @property
+    def open_shifts(self) -> str:
+        return f"{self.prefix}:open_shifts"
+
     def seen(self, source: str, event_id: str) -> bytes:
         """Return the duplicate-check key of (source, id), unambiguous and short."""
         digest = hashlib.blake2b(digest_size=16)

@@ -22,13 +22,18 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import redis
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from dashboard.history import StoredEvent, UndecodableEntry, write_events
+from dashboard.aggregates import apply_batch
+from dashboard.db import live_outbox
+from dashboard.history import StoredEvent, UndecodableEntry
+from dashboard.live import LiveAggregates
 from dashboard.stream import ACK, DEAD_LETTER, GROUP, Keys, ensure_group
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,7 @@ class IngestWorker:
         claim_idle_ms: int = 15_000,
         max_tries: int = 5,
         stream_retention_s: int = 600,
+        live_retention_s: int = 48 * 3600,
         name: str | None = None,
     ) -> None:
         self.name = name or consumer_name()
@@ -74,6 +80,7 @@ class IngestWorker:
         self._claim_idle_ms = claim_idle_ms
         self._max_tries = max_tries
         self._retention_ms = stream_retention_s * 1000
+        self._live = LiveAggregates(client, keys, live_retention_s)
         self._ack = client.register_script(ACK)
         self._dead_letter = client.register_script(DEAD_LETTER)
         self._own_pending = True  # a restarted consumer name has none, but look once
@@ -116,6 +123,7 @@ class IngestWorker:
         if now >= self._next_housekeeping:
             ensure_group(self._client, self._keys)
             self._housekeeping()
+            self.drain_outbox()
             self._next_housekeeping = now + _HOUSEKEEPING_S
         entries = self._read()
         if not entries:
@@ -162,8 +170,7 @@ class IngestWorker:
         if not good:
             return 0
         try:
-            with self._engine.begin() as connection:
-                inserted = write_events(connection, good)
+            self._commit(good)
         except _DB_EVENT_ERRORS:
             self._own_pending = True
             return self._process_one_by_one(good)
@@ -171,18 +178,41 @@ class IngestWorker:
             self._own_pending = True
             raise
         acked = self._acknowledge([stored.stream_id for stored in good])
-        log.debug(
-            "batch_committed",
-            extra={"consumer": self.name, "entries": len(good), "new_events": inserted, "acked": acked},
-        )
+        log.debug("batch_committed", extra={"consumer": self.name, "entries": len(good), "acked": acked})
         return acked
+
+    def _commit(self, batch: Sequence[StoredEvent]) -> None:
+        """Commit the batch to history, then carry its rollup deltas to Redis."""
+        live_since = datetime.now(UTC) - timedelta(seconds=self._live.retention_s)
+        with self._engine.begin() as connection:
+            outbox = apply_batch(connection, batch, live_since)
+        if outbox is not None:
+            self._apply_live(*outbox)
+
+    def _apply_live(self, outbox_id: int, payload: dict[str, Any]) -> None:
+        # Applied at most once (a marker per outbox row); a row left behind by
+        # a crash here is applied by housekeeping, and rebuild skips it.
+        if self._live.apply(outbox_id, payload) >= 0:
+            with self._engine.begin() as connection:
+                connection.execute(live_outbox.delete().where(live_outbox.c.id == outbox_id))
+
+    def drain_outbox(self, older_than_s: float = 5.0) -> int:
+        """Apply outbox rows that their worker left behind; return how many."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        query = sa.select(live_outbox.c.id, live_outbox.c.deltas).where(live_outbox.c.created_at < cutoff)
+        if self._engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self._engine.begin() as connection:
+            rows = connection.execute(query.order_by(live_outbox.c.id).limit(100)).all()
+        for row in rows:
+            self._apply_live(row.id, row.deltas)
+        return len(rows)
 
     def _process_one_by_one(self, batch: Sequence[StoredEvent]) -> int:
         acked = 0
         for stored in batch:
             try:
-                with self._engine.begin() as connection:
-                    write_events(connection, [stored])
+                self._commit([stored])
             except _DB_EVENT_ERRORS as error:
                 self._fail(stored.stream_id.encode(), {b"e": stored.payload}, error, stored)
                 continue

@@ -1,0 +1,529 @@
+"""Aggregation inside the worker's history transaction.
+
+For the events a batch adds to history (never a redelivered one), in the same
+transaction as the insert:
+
+1. count fields of delivery attempts go to their buckets;
+2. the pairs the new events touch (routes, orders, workers) are recomputed
+   from history with the pure functions of ``dashboard.metrics``; a sample or
+   shift that changed moves its old contribution out and its new one in, so a
+   half that arrives hours late lands in the bucket of the event the contract
+   attributes it to;
+3. rollups (minute, hour and day grains; per site and for the network) take
+   the deltas, and one outbox row carries the minute and hour deltas to Redis
+   after the commit;
+4. the current state tables (orders, docks, routes, workers, sites) move to
+   the newest event by event time.
+
+Concurrent workers lock the routes, orders and workers of their batch (sorted,
+PostgreSQL advisory locks) before inserting, so two halves of a pair handled
+by two workers at once always see each other.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dashboard import metrics
+from dashboard.db import docks, events, live_outbox, orders, rollups, routes, samples, shifts, sites, workers
+from dashboard.history import StoredEvent, insert_events
+from dashboard.metrics import Fact, Key, Sample, Shift
+
+NETWORK = "*"
+GRAINS = ("m", "h", "d")
+LIVE_GRAINS = ("m", "h")
+
+ROUTE_PAIR_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed", "stop.arrived", "stop.departed")
+ORDER_PAIR_TYPES = ("order.packed", "order.loaded")
+SHIFT_TYPES = ("worker.shift_started", "worker.shift_ended")
+_ROUTE_KINDS = (metrics.DOCK, metrics.IDLE)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """Return ``moment`` in UTC; SQLite hands back naive UTC datetimes."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def truncate(moment: datetime, grain: str) -> datetime:
+    """Return the start of the bucket of ``grain`` that holds ``moment``."""
+    if grain == "m":
+        return moment.replace(second=0, microsecond=0)
+    if grain == "h":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class Deltas:
+    """Changes to rollup fields, and to the set of open shifts, from one batch."""
+
+    values: dict[tuple[str, str, datetime, str], float] = field(default_factory=lambda: defaultdict(float))
+    open_shifts: dict[str, list[Any]] = field(default_factory=dict)  # key -> [site, start epoch, cost]
+    closed_shifts: set[str] = field(default_factory=set)
+
+    def add(self, site_id: str, moment: datetime, field_name: str, value: float) -> None:
+        """Add ``value`` to a field in every grain's bucket of ``moment``, for the site and the network."""
+        for scope in (site_id, NETWORK):
+            for grain in GRAINS:
+                self.values[(scope, grain, truncate(moment, grain), field_name)] += value
+
+    def add_shift(self, shift: Shift, sign: float) -> None:
+        """Add (or with sign -1, remove) a closed shift's labor cost, minute by minute."""
+        assert shift.end is not None
+        for minute, cost in metrics.minute_costs(shift, shift.end):
+            self.add(shift.site_id, minute, metrics.LABOR, sign * cost)
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.open_shifts or self.closed_shifts)
+
+    def live_payload(self, since: datetime) -> dict[str, Any]:
+        """Return what Redis needs: minute and hour deltas from ``since`` on, and open-shift changes."""
+        increments = [
+            [scope, grain, int((bucket - _EPOCH).total_seconds()), name, value]
+            for (scope, grain, bucket, name), value in self.values.items()
+            if grain in LIVE_GRAINS and bucket >= truncate(since, grain) and value != 0
+        ]
+        return {"incr": increments, "open": self.open_shifts, "closed": sorted(self.closed_shifts)}
+
+
+def shift_key(key: Key) -> str:
+    """Return a shift's key (its start event's source and id) as one string."""
+    return orjson.dumps(list(key)).decode()
+
+
+def _dialect_insert(connection: sa.Connection):  # type: ignore[no-untyped-def]
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
+def _fact(row: Any) -> Fact:
+    return Fact((row.source, row.id), row.type, row.site_id, aware(row.time), row.payload["data"])
+
+
+def _lock_groups(connection: sa.Connection, batch: Sequence[StoredEvent]) -> None:
+    if connection.dialect.name != "postgresql":
+        return  # SQLite serializes writers on its own
+    names = ("order_id", "route_id", "driver_id", "worker_id", "dock_id")
+    keys = set()
+    for stored in batch:
+        for name, value in zip(names, stored.correlation, strict=True):
+            if value is not None and name in ("order_id", "route_id", "worker_id"):
+                keys.add(f"{name[0]}:{value}")
+    if keys:
+        connection.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(h) FROM "
+                "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS locks"
+            ),
+            {"keys": sorted(keys)},
+        )
+
+
+def apply_batch(
+    connection: sa.Connection, batch: Sequence[StoredEvent], live_since: datetime
+) -> tuple[int, dict[str, Any]] | None:
+    """Store the batch and everything derived from it; return the live outbox row (id, payload), if any.
+
+    Runs inside the caller's transaction. ``live_since`` is the oldest bucket
+    Redis still keeps: older changes go to history only.
+    """
+    _lock_groups(connection, batch)
+    inserted = insert_events(connection, batch)
+    new = [Fact.from_event(orjson.loads(stored.payload)) for stored in _first_of_each(batch, inserted)]
+    if not new:
+        return None
+    deltas = Deltas()
+    for fact in new:
+        if fact.type == "delivery.attempted":
+            for name, value in metrics.attempt_fields(fact.data, fact.time).items():
+                deltas.add(fact.site_id, fact.time, name, value)
+    _update_samples(connection, new, deltas)
+    _update_shifts(connection, new, deltas)
+    update_state(connection, new)
+    _write_rollups(connection, deltas)
+    payload = deltas.live_payload(live_since)
+    if not (payload["incr"] or payload["open"] or payload["closed"]):
+        return None
+    outbox_id = connection.execute(
+        live_outbox.insert().values(created_at=datetime.now(UTC), deltas=payload).returning(live_outbox.c.id)
+    ).scalar_one()
+    return outbox_id, payload
+
+
+def _first_of_each(batch: Sequence[StoredEvent], inserted: set[Key]) -> list[StoredEvent]:
+    chosen: dict[Key, StoredEvent] = {}
+    for stored in batch:
+        key = (stored.source, stored.id)
+        if key in inserted and key not in chosen:
+            chosen[key] = stored
+    return list(chosen.values())
+
+
+def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], types: tuple[str, ...]) -> list[Fact]:
+    if not keys:
+        return []
+    query = sa.select(events.c.source, events.c.id, events.c.type, events.c.site_id, events.c.time, events.c.payload)
+    rows = connection.execute(query.where(column.in_(sorted(keys)), events.c.type.in_(types)))
+    return [_fact(row) for row in rows]
+
+
+def _update_samples(connection: sa.Connection, new: Iterable[Fact], deltas: Deltas) -> None:
+    touched_routes = {f.data["route_id"] for f in new if f.type in ROUTE_PAIR_TYPES}
+    touched_orders = {f.data["order_id"] for f in new if f.type in ORDER_PAIR_TYPES}
+    if not touched_routes and not touched_orders:
+        return
+    facts = _group_facts(connection, events.c.route_id, touched_routes, ROUTE_PAIR_TYPES)
+    facts += _group_facts(connection, events.c.order_id, touched_orders, ORDER_PAIR_TYPES)
+    current = metrics.pair_samples(facts)
+
+    stored: dict[tuple[str, Key], float] = {}
+    conditions = []
+    if touched_routes:
+        conditions.append(sa.and_(samples.c.group_key.in_(sorted(touched_routes)), samples.c.kind.in_(_ROUTE_KINDS)))
+    if touched_orders:
+        conditions.append(sa.and_(samples.c.group_key.in_(sorted(touched_orders)), samples.c.kind == metrics.READY))
+    query = sa.select(samples.c.kind, samples.c.source, samples.c.id, samples.c.value).where(sa.or_(*conditions))
+    for row in connection.execute(query):
+        stored[(row.kind, (row.source, row.id))] = row.value
+
+    changed: list[dict[str, Any]] = []
+    for key, sample in current.items():
+        old = stored.get(key)
+        if old is not None and old == sample.value:
+            continue
+        if old is not None:
+            deltas.add(sample.site_id, sample.time, metrics.sample_field(sample.kind, old), -1)
+        deltas.add(sample.site_id, sample.time, metrics.sample_field(sample.kind, sample.value), 1)
+        changed.append(_sample_row(sample))
+    if changed:
+        insert = _dialect_insert(connection)(samples)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=[samples.c.kind, samples.c.source, samples.c.id],
+                set_={"value": insert.excluded.value},
+            ),
+            sorted(changed, key=lambda row: (row["kind"], row["source"], row["id"])),
+        )
+
+
+def _sample_row(sample: Sample) -> dict[str, Any]:
+    return {
+        "kind": sample.kind,
+        "source": sample.anchor[0],
+        "id": sample.anchor[1],
+        "group_key": sample.group_key,
+        "site_id": sample.site_id,
+        "time": sample.time,
+        "value": sample.value,
+    }
+
+
+def _update_shifts(connection: sa.Connection, new: Iterable[Fact], deltas: Deltas) -> None:
+    touched = {f.data["worker_id"] for f in new if f.type in SHIFT_TYPES}
+    if not touched:
+        return
+    current = metrics.shift_intervals(_group_facts(connection, events.c.worker_id, touched, SHIFT_TYPES))
+    stored: dict[Key, datetime | None] = {}
+    query = sa.select(shifts.c.source, shifts.c.id, shifts.c.end).where(shifts.c.worker_id.in_(sorted(touched)))
+    for row in connection.execute(query):
+        stored[(row.source, row.id)] = aware(row.end) if row.end is not None else None
+    changed = []
+    for key, shift in current.items():
+        known = key in stored
+        old_end = stored.get(key)
+        if known and old_end == shift.end:
+            continue
+        if known and old_end is not None:
+            deltas.add_shift(Shift(key, shift.worker_id, shift.site_id, shift.start, old_end, shift.hourly_cost), -1)
+        if shift.end is not None:
+            deltas.add_shift(shift, 1)
+            deltas.closed_shifts.add(shift_key(key))
+            deltas.open_shifts.pop(shift_key(key), None)
+        else:
+            deltas.open_shifts[shift_key(key)] = [
+                shift.site_id,
+                shift.start.timestamp(),
+                shift.hourly_cost,
+            ]
+        changed.append(
+            {
+                "source": key[0],
+                "id": key[1],
+                "worker_id": shift.worker_id,
+                "site_id": shift.site_id,
+                "start": shift.start,
+                "end": shift.end,
+                "hourly_cost": shift.hourly_cost,
+            }
+        )
+    if changed:
+        insert = _dialect_insert(connection)(shifts)
+        connection.execute(
+            insert.on_conflict_do_update(
+                index_elements=[shifts.c.source, shifts.c.id], set_={"end": insert.excluded["end"]}
+            ),
+            sorted(changed, key=lambda row: (row["source"], row["id"])),
+        )
+
+
+def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
+    rows = [
+        {"scope": scope, "grain": grain, "bucket": bucket, "field": name, "value": value}
+        for (scope, grain, bucket, name), value in sorted(deltas.values.items())
+        if value != 0
+    ]
+    if not rows:
+        return
+    insert = _dialect_insert(connection)(rollups)
+    connection.execute(
+        insert.on_conflict_do_update(
+            index_elements=[rollups.c.scope, rollups.c.grain, rollups.c.bucket, rollups.c.field],
+            set_={"value": rollups.c.value + insert.excluded.value},
+        ),
+        rows,
+    )
+
+
+# -- current state ------------------------------------------------------------------
+
+STAGES = {
+    "order.created": "created",
+    "order.picked": "picked",
+    "order.packed": "packed",
+    "order.loaded": "loaded",
+    "order.canceled": "canceled",
+}
+STAGE_RANK = {"created": 0, "picked": 1, "packed": 2, "loaded": 3, "failed": 4, "delivered": 5, "canceled": 6}
+
+
+def _stage(fact: Fact) -> str | None:
+    if fact.type == "delivery.attempted":
+        return "delivered" if fact.data["outcome"] == "delivered" else "failed"
+    return STAGES.get(fact.type)
+
+
+def _newer(table: sa.Table, excluded: Any, time_column: str, rank_column: str | None = None) -> Any:
+    """Return a condition: the incoming row is newer than the stored one."""
+    new_time, old_time = excluded[time_column], table.c[time_column]
+    condition = sa.or_(old_time.is_(None), new_time > old_time)
+    if rank_column is not None:
+        condition = sa.or_(condition, sa.and_(new_time == old_time, excluded[rank_column] > table.c[rank_column]))
+    return sa.and_(new_time.is_not(None), condition)
+
+
+def _pick(condition: Any, new: Any, old: Any) -> Any:
+    return sa.case((condition, new), else_=old)
+
+
+def _later(new: Any, old: Any) -> Any:
+    return sa.case((sa.or_(old.is_(None), new > old), new), else_=old)
+
+
+def _earlier(new: Any, old: Any) -> Any:
+    return sa.case((sa.or_(old.is_(None), new < old), new), else_=old)
+
+
+def _merge_latest(target: dict[str, Any], time_key: str, fact_time: datetime, values: dict[str, Any]) -> None:
+    current = target.get(time_key)
+    if current is None or fact_time > current:
+        target[time_key] = fact_time
+        target.update(values)
+
+
+def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
+    """Move the current-state tables to the newest event by event time."""
+    order_rows: dict[str, dict[str, Any]] = {}
+    dock_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    route_rows: dict[str, dict[str, Any]] = {}
+    worker_rows: dict[str, dict[str, Any]] = {}
+    site_rows: dict[str, dict[str, Any]] = {}
+    for fact in new:
+        data, when = fact.data, fact.time
+        site = site_rows.setdefault(fact.site_id, {"site_id": fact.site_id, "first": when, "last": when})
+        site["first"], site["last"] = min(site["first"], when), max(site["last"], when)
+        if "order_id" in data and fact.type in (*STAGES, "slot.changed", "delivery.attempted"):
+            row = order_rows.setdefault(
+                data["order_id"],
+                {
+                    "order_id": data["order_id"],
+                    "site_id": fact.site_id,
+                    "priority": None,
+                    "created_at": None,
+                    "promised_start": None,
+                    "promised_end": None,
+                    "promise_time": None,
+                    "stage": None,
+                    "stage_rank": None,
+                    "stage_time": None,
+                    "attempts": 0,
+                },
+            )
+            if fact.type == "order.created":
+                row["priority"] = data["priority"]
+                row["created_at"] = when if row["created_at"] is None else min(row["created_at"], when)
+            if fact.type in ("order.created", "slot.changed"):
+                _merge_latest(
+                    row,
+                    "promise_time",
+                    when,
+                    {
+                        "promised_start": metrics.parse_time(data["promised_start"]),
+                        "promised_end": metrics.parse_time(data["promised_end"]),
+                    },
+                )
+            if fact.type == "delivery.attempted":
+                row["attempts"] += 1
+            stage = _stage(fact)
+            if stage is not None:
+                rank = STAGE_RANK[stage]
+                if row["stage_time"] is None or (when, rank) > (row["stage_time"], row["stage_rank"]):
+                    row.update(stage=stage, stage_rank=rank, stage_time=when)
+        elif fact.type == "dock.status_changed":
+            row = dock_rows.setdefault(
+                (fact.site_id, data["dock_id"]), {"site_id": fact.site_id, "dock_id": data["dock_id"]}
+            )
+            _merge_latest(row, "status_time", when, {"status": data["status"], "reason": data.get("reason")})
+        if fact.type in ("truck.arrived", "truck.loading_started", "truck.departed"):
+            row = route_rows.setdefault(
+                data["route_id"],
+                {
+                    "route_id": data["route_id"],
+                    "site_id": fact.site_id,
+                    "dock_id": data["dock_id"],
+                    "arrived_at": None,
+                    "loading_started_at": None,
+                    "departed_at": None,
+                },
+            )
+            column = {
+                "truck.arrived": "arrived_at",
+                "truck.loading_started": "loading_started_at",
+                "truck.departed": "departed_at",
+            }[fact.type]
+            row[column] = when if row[column] is None else max(row[column], when)
+            if fact.type == "truck.arrived":
+                row["dock_id"] = data["dock_id"]
+        if fact.type in (*SHIFT_TYPES, "worker.absent"):
+            row = worker_rows.setdefault(
+                data["worker_id"],
+                {
+                    "worker_id": data["worker_id"],
+                    "site_id": fact.site_id,
+                    "role": None,
+                    "shift_state": None,
+                    "shift_time": None,
+                    "absent_at": None,
+                },
+            )
+            if "role" in data:
+                row["role"] = data["role"]
+            if fact.type == "worker.absent":
+                row["absent_at"] = when if row["absent_at"] is None else max(row["absent_at"], when)
+            else:
+                state = "on" if fact.type == "worker.shift_started" else "off"
+                _merge_latest(row, "shift_time", when, {"shift_state": state})
+    _upsert_state(connection, order_rows, dock_rows, route_rows, worker_rows, site_rows)
+
+
+def _upsert_state(
+    connection: sa.Connection,
+    order_rows: dict[str, dict[str, Any]],
+    dock_rows: dict[tuple[str, str], dict[str, Any]],
+    route_rows: dict[str, dict[str, Any]],
+    worker_rows: dict[str, dict[str, Any]],
+    site_rows: dict[str, dict[str, Any]],
+) -> None:
+    insert = _dialect_insert(connection)
+    if site_rows:
+        statement = insert(sites)
+        x = statement.excluded
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[sites.c.site_id],
+                set_={
+                    "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
+                    "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
+                },
+            ),
+            [
+                {"site_id": r["site_id"], "first_event_time": r["first"], "last_event_time": r["last"]}
+                for _, r in sorted(site_rows.items())
+            ],
+        )
+    if order_rows:
+        statement = insert(orders)
+        x = statement.excluded
+        promise_newer = _newer(orders, x, "promise_time")
+        stage_newer = _newer(orders, x, "stage_time", "stage_rank")
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[orders.c.order_id],
+                set_={
+                    "priority": sa.func.coalesce(x.priority, orders.c.priority),
+                    "created_at": _earlier(x.created_at, orders.c.created_at),
+                    "promised_start": _pick(promise_newer, x.promised_start, orders.c.promised_start),
+                    "promised_end": _pick(promise_newer, x.promised_end, orders.c.promised_end),
+                    "promise_time": _pick(promise_newer, x.promise_time, orders.c.promise_time),
+                    "stage": _pick(stage_newer, x.stage, orders.c.stage),
+                    "stage_rank": _pick(stage_newer, x.stage_rank, orders.c.stage_rank),
+                    "stage_time": _pick(stage_newer, x.stage_time, orders.c.stage_time),
+                    "attempts": orders.c.attempts + x.attempts,
+                },
+            ),
+            [order_rows[key] for key in sorted(order_rows)],
+        )
+    if dock_rows:
+        statement = insert(docks)
+        x = statement.excluded
+        newer = _newer(docks, x, "status_time")
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[docks.c.site_id, docks.c.dock_id],
+                set_={
+                    "status": _pick(newer, x.status, docks.c.status),
+                    "reason": _pick(newer, x.reason, docks.c.reason),
+                    "status_time": _pick(newer, x.status_time, docks.c.status_time),
+                },
+            ),
+            [dock_rows[key] for key in sorted(dock_rows)],
+        )
+    if route_rows:
+        statement = insert(routes)
+        x = statement.excluded
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[routes.c.route_id],
+                set_={
+                    "dock_id": sa.func.coalesce(x.dock_id, routes.c.dock_id),
+                    "arrived_at": _later(x.arrived_at, routes.c.arrived_at),
+                    "loading_started_at": _later(x.loading_started_at, routes.c.loading_started_at),
+                    "departed_at": _later(x.departed_at, routes.c.departed_at),
+                },
+            ),
+            [route_rows[key] for key in sorted(route_rows)],
+        )
+    if worker_rows:
+        statement = insert(workers)
+        x = statement.excluded
+        newer = _newer(workers, x, "shift_time")
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[workers.c.worker_id],
+                set_={
+                    "role": sa.func.coalesce(x.role, workers.c.role),
+                    "shift_state": _pick(newer, x.shift_state, workers.c.shift_state),
+                    "shift_time": _pick(newer, x.shift_time, workers.c.shift_time),
+                    "absent_at": _later(x.absent_at, workers.c.absent_at),
+                },
+            ),
+            [worker_rows[key] for key in sorted(worker_rows)],
+        )
