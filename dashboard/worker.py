@@ -101,6 +101,19 @@ class IngestWorker:
             except _DB_UNAVAILABLE as error:
                 self._own_pending = True
                 self._wait_out("database", error, stop)
+            except redis.ResponseError as error:
+                if "NOGROUP" not in str(error) and "UNBLOCKED" not in str(error):
+                    raise
+                # The stream or its group vanished (Redis flushed or restarted
+                # empty): make them again and go on; `rebuild` restores the figures.
+                log.warning("stream_recreated", extra={"consumer": self.name, "error": str(error)})
+                ensure_group(self._client, self._keys)
+            except Exception:
+                # A bug, not an outage: say so loudly, keep the entries pending, go on.
+                log.exception("worker_step_failed", extra={"consumer": self.name})
+                self._own_pending = True
+                self._backoff_s = min(_MAX_BACKOFF_S, max(0.1, self._backoff_s * 2))
+                stop.wait(self._backoff_s)
         log.info("worker_stopped", extra={"consumer": self.name, "processed": self.processed})
 
     def _wait_out(self, store: str, error: Exception, stop: threading.Event) -> None:

@@ -14,7 +14,7 @@ def tile_value(dash_duo, key: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_pipeline_page_shows_the_live_counters(dash_duo, app, runtime):
     stop = threading.Event()
-    runtime.start_worker_thread(stop)
+    worker = runtime.start_worker_thread(stop)
     try:
         ingestor = runtime.ingestor()
         ingestor.submit([make_event(event_id=f"p{i}") for i in range(1200)])
@@ -36,3 +36,4 @@ def test_pipeline_page_shows_the_live_counters(dash_duo, app, runtime):
         assert dash_duo.get_logs() == []
     finally:
         stop.set()
+        worker.join(timeout=5)
