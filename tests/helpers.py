@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,3 +83,123 @@ def golden_events() -> list[dict[str, Any]]:
 def golden_invalid() -> list[dict[str, Any]]:
     """Return the golden fixture's invalid cases: {"why": ..., "event": ...}."""
     return [json.loads(line) for line in (GOLDEN / "invalid.jsonl").read_text().splitlines() if line.strip()]
+
+
+def network_day(rng: random.Random, now: datetime, sites: tuple[str, ...] = ("SEA1", "PDX2")) -> list[dict[str, Any]]:
+    """Return a small, valid event log of the last few hours: shifts, orders, trucks, stops, deliveries.
+
+    It holds every kind of pair the metrics use, re-attempts with a second
+    packing, failed deliveries, open shifts and a shift cut by any range.
+    """
+    log: list[dict[str, Any]] = []
+    origin = now.replace(second=0, microsecond=0) - timedelta(hours=6)
+
+    def at(minutes: float) -> datetime:
+        return min(origin + timedelta(minutes=minutes), now)
+
+    def add(event_type: str, when: datetime, site: str, source: str, **data: Any) -> None:
+        log.append(make_event(event_type, event_id=f"g{len(log)}", source=source, time=when, site_id=site, **data))
+
+    for site in sites:
+        wms, yard = f"/sites/{site}/wms", f"/sites/{site}/yard"
+        for n in range(3):
+            worker = f"{site}-W{n}"
+            add(
+                "worker.shift_started",
+                at(rng.uniform(0, 30)),
+                site,
+                wms,
+                worker_id=worker,
+                role=("picker", "packer", "loader")[n],
+                hourly_cost=round(rng.uniform(18, 35), 2),
+            )
+            if n < 2:  # the third shift stays open: it runs to now
+                add("worker.shift_ended", at(rng.uniform(300, 340)), site, wms, worker_id=worker)
+        for r in range(2):
+            route, dock, driver = f"{site}-R{r}", f"D{r}", f"{site}-DRV{r}"
+            arrived = rng.uniform(60, 120)
+            loading = arrived + rng.uniform(1, 40)
+            departed = loading + rng.uniform(10, 30)
+            add("truck.arrived", at(arrived), site, yard, route_id=route, dock_id=dock)
+            add("truck.loading_started", at(loading), site, yard, route_id=route, dock_id=dock)
+            add("truck.departed", at(departed), site, yard, route_id=route, dock_id=dock, driver_id=driver)
+            clock = departed
+            for stop in range(1, 5):
+                order = f"{site}-O{r}{stop}"
+                created = rng.uniform(0, 40)
+                start_promise = origin + timedelta(minutes=departed + rng.choice((-60, 0, 30)))
+                promise = {
+                    "promised_start": start_promise.isoformat().replace("+00:00", "Z"),
+                    "promised_end": (start_promise + timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+                }
+                add("order.created", at(created), site, wms, order_id=order, priority="standard", **promise)
+                add("order.picked", at(created + 5), site, wms, order_id=order, worker_id=f"{site}-W0")
+                add("order.packed", at(created + 9), site, wms, order_id=order, worker_id=f"{site}-W1")
+                add("order.loaded", at(loading + 5), site, yard, order_id=order, route_id=route, dock_id=dock)
+                planned = rng.uniform(300, 900)
+                clock += planned / 60 + rng.uniform(0, 15)
+                add(
+                    "stop.arrived",
+                    at(clock),
+                    site,
+                    f"/drivers/{driver}/app",
+                    route_id=route,
+                    driver_id=driver,
+                    stop_seq=stop,
+                    planned_drive_s=round(planned, 1),
+                )
+                failed = rng.random() < 0.3
+                add(
+                    "delivery.attempted",
+                    at(clock + 2),
+                    site,
+                    f"/drivers/{driver}/app",
+                    order_id=order,
+                    route_id=route,
+                    driver_id=driver,
+                    stop_seq=stop,
+                    attempt=1,
+                    outcome="failed" if failed else "delivered",
+                    failure_reason=rng.choice(("customer_absent", "refused", "weather")) if failed else None,
+                    **promise,
+                )
+                clock += rng.uniform(3, 8)
+                add(
+                    "stop.departed",
+                    at(clock),
+                    site,
+                    f"/drivers/{driver}/app",
+                    route_id=route,
+                    driver_id=driver,
+                    stop_seq=stop,
+                )
+                if failed:  # packed again, loaded on a second route, second attempt
+                    route2 = f"{route}-2"
+                    add("order.packed", at(clock + 20), site, wms, order_id=order, worker_id=f"{site}-W1")
+                    add("order.loaded", at(clock + 60), site, yard, order_id=order, route_id=route2, dock_id=dock)
+                    add("truck.departed", at(clock + 70), site, yard, route_id=route2, dock_id=dock, driver_id=driver)
+                    add(
+                        "stop.arrived",
+                        at(clock + 95),
+                        site,
+                        f"/drivers/{driver}/app",
+                        route_id=route2,
+                        driver_id=driver,
+                        stop_seq=1,
+                        planned_drive_s=900.0,
+                    )
+                    add(
+                        "delivery.attempted",
+                        at(clock + 96),
+                        site,
+                        f"/drivers/{driver}/app",
+                        order_id=order,
+                        route_id=route2,
+                        driver_id=driver,
+                        stop_seq=1,
+                        attempt=2,
+                        outcome="delivered",
+                        failure_reason=None,
+                        **promise,
+                    )
+    return log
