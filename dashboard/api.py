@@ -21,7 +21,7 @@ from dashboard.events import InvalidEvent, parse_timestamp
 from dashboard.ingest import Backpressure, BodyError, parse_body
 from dashboard.runtime import Runtime
 from dashboard.stream import StoreUnavailable
-from datasources.history import HistorySource
+from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return json_response({"error": message}, status, headers)
 
 
+HEADLINE_METRICS = ("deliveries", "on_time_rate", "first_attempt_rate", "p95_dock_wait_s", "cost_per_delivery")
+HEADLINE_STATE = ("backlog", "trucks_waiting", "backlog_per_active_picker", "stuck_count")
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24)}
 _SITE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
@@ -95,6 +97,7 @@ def create_api(runtime: Runtime) -> Blueprint:
     verifier = TokenVerifier(runtime.engine)
     live = LiveSource(runtime.redis, runtime.keys, runtime.settings.live_retention_s)
     history = HistorySource(runtime.engine)
+    state = SiteStateReader(runtime.engine, runtime.settings.stuck_minutes)
     ingestor = runtime.ingestor()
     settings = runtime.settings
 
@@ -167,6 +170,42 @@ def create_api(runtime: Runtime) -> Blueprint:
         return json_response(
             {"site_id": query.site_id, "start": _rfc3339(query.start), "end": _rfc3339(query.end), **figures}
         )
+
+    @api.get("/sites")
+    @requires(READ_ROLES)
+    def get_sites() -> Response:
+        now = datetime.now(UTC)
+        query = MetricsQuery.from_args({"window": "24h"}, now)
+        listing = []
+        for site_id in state.site_ids():
+            site = state.state(site_id, now) or {}
+            figures = live.metrics(site_id, query.start, query.end, now)
+            listing.append(
+                {
+                    "site_id": site_id,
+                    "last_event_at": site.get("last_event_at"),
+                    "window": "24h",
+                    **{name: figures[name] for name in HEADLINE_METRICS},
+                    **{name: site.get(name) for name in HEADLINE_STATE},
+                }
+            )
+        return json_response(listing)
+
+    @api.get("/sites/<site_id>/state")
+    @requires(READ_ROLES)
+    def get_site_state(site_id: str) -> Response:
+        site = state.state(site_id, datetime.now(UTC)) if _SITE_ID.fullmatch(site_id) else None
+        if site is None:
+            return error_response(404, f"no site {site_id!r} has sent any event")
+        return json_response(site)
+
+    @api.get("/orders/<order_id>/trail")
+    @requires(READ_ROLES)
+    def get_trail(order_id: str) -> Response:
+        trail = state.trail(order_id) if 0 < len(order_id) <= 64 else None
+        if trail is None:
+            return error_response(404, f"no event of order {order_id!r} is in history")
+        return json_response({"order_id": order_id, "events": trail})
 
     @api.get("/pipeline")
     @requires(READ_ROLES)

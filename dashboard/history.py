@@ -132,20 +132,27 @@ def _stream_order(stream_id: str) -> tuple[int, int]:
 
 def _copy_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> set[tuple[str, str]]:
     connection.execute(_STAGING)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY events_staging ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-        for stored in batch:
-            copy.write_row(
-                (
-                    stored.source,
-                    stored.id,
-                    stored.type,
-                    stored.site_id,
-                    stored.time,
-                    stored.received_at,
-                    stored.stream_id,
-                    *stored.correlation,
-                    stored.payload.decode(),
+    statement = f"COPY events_staging ({', '.join(_COLUMNS)}) FROM STDIN"
+    driver_error = connection.dialect.loaded_dbapi.Error
+    try:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(statement) as copy:
+            for stored in batch:
+                copy.write_row(
+                    (
+                        stored.source,
+                        stored.id,
+                        stored.type,
+                        stored.site_id,
+                        stored.time,
+                        stored.received_at,
+                        stored.stream_id,
+                        *stored.correlation,
+                        stored.payload.decode(),
+                    )
                 )
-            )
+    except driver_error as error:
+        # The raw cursor bypasses SQLAlchemy's wrapping: wrap its errors so the
+        # worker tells an outage (OperationalError) from a refused row (DataError).
+        raise sa.exc.DBAPIError.instance(statement, None, error, driver_error) from error
     return {(row.source, row.id) for row in connection.execute(_MOVE)}

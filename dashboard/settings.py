@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_tries: int = Field(default=5, ge=1)
     # Live aggregates in Redis (minute and hour buckets) expire after this.
     live_retention_s: int = Field(default=48 * 3600, ge=3600)
+    # Minutes an order may sit at a stage before it counts as stuck.
+    stuck_minutes: dict[str, float] = Field(
+        default_factory=lambda: {"created": 120, "picked": 60, "packed": 180, "loaded": 480, "failed": 1440}
+    )
     # Acknowledged stream entries are kept this long for other consumer
     # groups, then trimmed (never past what any group still needs).
     stream_retention_s: int = Field(default=600, ge=0)

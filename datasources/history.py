@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from dashboard.aggregates import NETWORK, aware
-from dashboard.db import rollups, shifts
+from dashboard.db import docks, events, orders, rollups, routes, shifts, sites, workers
 from dashboard.metrics import Shift, finalize, window_buckets
 from dashboard.stream import StoreUnavailable
 
-__all__ = ["HistorySource", "StoreUnavailable"]
+__all__ = ["HistorySource", "SiteStateReader", "StoreUnavailable"]
 
 HISTORY_GRAINS = ("d", "h", "m")
 
@@ -51,3 +52,196 @@ class HistorySource:
             for row in open_shifts
         )
         return finalize(fields, open_labor)
+
+
+# -- current state of a site --------------------------------------------------------
+
+# Orders waiting for the warehouse: created (or picked) and not yet packed.
+BACKLOG_STAGES = ("created", "picked")
+DONE_STAGES = ("delivered", "canceled")
+# Arrivals older than this without loading are data gaps, not trucks at a door.
+TRUCK_HORIZON = timedelta(hours=24)
+STUCK_LIST_LIMIT = 500
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else aware(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SiteStateReader:
+    """Current state of sites from the state tables, "as of now"."""
+
+    def __init__(self, engine: sa.Engine, stuck_minutes: Mapping[str, float]) -> None:
+        self._engine = engine
+        self._stuck = {stage: timedelta(minutes=m) for stage, m in stuck_minutes.items()}
+
+    def _run(self, work):  # type: ignore[no-untyped-def]
+        try:
+            with self._engine.connect() as connection:
+                return work(connection)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+
+    def site_ids(self) -> list[str]:
+        """Return every site that has sent an event, sorted."""
+        return self._run(lambda c: [r.site_id for r in c.execute(sa.select(sites.c.site_id).order_by(sites.c.site_id))])
+
+    def state(self, site_id: str, now: datetime) -> dict[str, Any] | None:
+        """Return the site's docks, backlog, labor and stuck orders as of ``now``; None for an unknown site."""
+        return self._run(lambda connection: self._state(connection, site_id, now))
+
+    def _state(self, connection: sa.Connection, site_id: str, now: datetime) -> dict[str, Any] | None:
+        site = connection.execute(sa.select(sites).where(sites.c.site_id == site_id)).first()
+        if site is None:
+            return None
+        door_rows = connection.execute(sa.select(docks).where(docks.c.site_id == site_id)).all()
+        waiting = connection.execute(
+            sa.select(routes.c.dock_id, routes.c.route_id, routes.c.arrived_at).where(
+                routes.c.site_id == site_id,
+                routes.c.arrived_at.is_not(None),
+                routes.c.loading_started_at.is_(None),
+                routes.c.departed_at.is_(None),
+                routes.c.arrived_at >= now - TRUCK_HORIZON,
+            )
+        ).all()
+        doors: dict[str, dict[str, Any]] = {
+            row.dock_id: {
+                "dock_id": row.dock_id,
+                "status": row.status,
+                "reason": row.reason,
+                "status_since": _iso(row.status_time),
+                "trucks_waiting": 0,
+                "oldest_wait_s": None,
+            }
+            for row in door_rows
+        }
+        for row in waiting:
+            door = doors.setdefault(
+                row.dock_id,
+                {
+                    "dock_id": row.dock_id,
+                    "status": "open",
+                    "reason": None,
+                    "status_since": None,
+                    "trucks_waiting": 0,
+                    "oldest_wait_s": None,
+                },
+            )
+            door["trucks_waiting"] += 1
+            wait = max(0.0, (now - aware(row.arrived_at)).total_seconds())
+            door["oldest_wait_s"] = max(door["oldest_wait_s"] or 0.0, wait)
+
+        stage_counts = dict(
+            connection.execute(
+                sa.select(orders.c.stage, sa.func.count()).where(orders.c.site_id == site_id).group_by(orders.c.stage)
+            ).all()
+        )
+        backlog = sum(stage_counts.get(stage, 0) for stage in BACKLOG_STAGES)
+        staff = connection.execute(
+            sa.select(workers.c.role, workers.c.shift_state, workers.c.absent_at).where(workers.c.site_id == site_id)
+        ).all()
+        active: dict[str, int] = {}
+        absent = 0
+        for row in staff:
+            if row.shift_state == "on":
+                active[row.role or "unknown"] = active.get(row.role or "unknown", 0) + 1
+            elif row.absent_at is not None and now - aware(row.absent_at) < timedelta(hours=24):
+                absent += 1
+        pickers = active.get("picker", 0)
+        stuck, stuck_count = self._stuck_orders(connection, site_id, now)
+        return {
+            "site_id": site_id,
+            "as_of": _iso(now),
+            "last_event_at": _iso(site.last_event_time),
+            "docks": sorted(doors.values(), key=lambda door: door["dock_id"]),
+            "trucks_waiting": sum(door["trucks_waiting"] for door in doors.values()),
+            "backlog": backlog,
+            "packed_not_loaded": stage_counts.get("packed", 0),
+            "orders_by_stage": {stage or "unknown": n for stage, n in sorted(stage_counts.items(), key=str)},
+            "active_workers": dict(sorted(active.items())),
+            "absent_workers": absent,
+            "backlog_per_active_picker": backlog / pickers if pickers else None,
+            "stuck_orders": stuck,
+            "stuck_count": stuck_count,
+        }
+
+    def _stuck_orders(self, connection: sa.Connection, site_id: str, now: datetime) -> tuple[list[dict], int]:
+        late = sa.and_(orders.c.promised_end.is_not(None), orders.c.promised_end < now)
+        stalled = [
+            sa.and_(orders.c.stage == stage, orders.c.stage_time < now - limit) for stage, limit in self._stuck.items()
+        ]
+        condition = sa.and_(
+            orders.c.site_id == site_id,
+            orders.c.stage.is_not(None),
+            orders.c.stage.not_in(DONE_STAGES),
+            sa.or_(late, *stalled),
+        )
+        count = connection.execute(sa.select(sa.func.count()).select_from(orders).where(condition)).scalar_one()
+        rows = connection.execute(
+            sa.select(orders).where(condition).order_by(orders.c.stage_time, orders.c.order_id).limit(STUCK_LIST_LIMIT)
+        ).all()
+        stuck = []
+        for row in rows:
+            since = aware(row.stage_time)
+            limit = self._stuck.get(row.stage)
+            reasons = []
+            if limit is not None and now - since > limit:
+                reasons.append(f"no progress for over {int(limit.total_seconds() // 60)} min at {row.stage}")
+            if row.promised_end is not None and aware(row.promised_end) < now:
+                reasons.append("promise passed without delivery")
+            stuck.append(
+                {
+                    "order_id": row.order_id,
+                    "stage": row.stage,
+                    "since": _iso(since),
+                    "stuck_for_s": round((now - since).total_seconds(), 3),
+                    "priority": row.priority,
+                    "promised_end": _iso(row.promised_end),
+                    "attempts": row.attempts,
+                    "reason": "; ".join(reasons),
+                }
+            )
+        return stuck, count
+
+    def trail(self, order_id: str) -> list[dict[str, Any]] | None:
+        """Return every event of the order and of the routes it rode, in event-time order."""
+        return self._run(lambda connection: _trail(connection, order_id))
+
+
+def _trail(connection: sa.Connection, order_id: str) -> list[dict[str, Any]] | None:
+    columns = (
+        events.c.source,
+        events.c.id,
+        events.c.type,
+        events.c.site_id,
+        events.c.time,
+        events.c.received_at,
+        events.c.route_id,
+        events.c.payload,
+    )
+    own = connection.execute(sa.select(*columns).where(events.c.order_id == order_id)).all()
+    if not own:
+        return None
+    route_ids = sorted({row.route_id for row in own if row.route_id})
+    rides = (
+        connection.execute(
+            sa.select(*columns).where(events.c.route_id.in_(route_ids), events.c.order_id.is_(None))
+        ).all()
+        if route_ids
+        else []
+    )
+    own_keys = {(row.source, row.id) for row in own}
+    rows = sorted([*own, *rides], key=lambda row: (aware(row.time), row.source, row.id))
+    return [
+        {
+            "time": _iso(row.time),
+            "type": row.type,
+            "source": row.source,
+            "id": row.id,
+            "received_at": _iso(row.received_at),
+            "site_id": row.site_id,
+            "of": "order" if (row.source, row.id) in own_keys else "route",
+            "data": row.payload["data"],
+        }
+        for row in rows
+    ]
