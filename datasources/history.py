@@ -95,41 +95,34 @@ class SiteStateReader:
         if site is None:
             return None
         door_rows = connection.execute(sa.select(docks).where(docks.c.site_id == site_id)).all()
-        waiting = connection.execute(
-            sa.select(routes.c.dock_id, routes.c.route_id, routes.c.arrived_at).where(
+        recent = connection.execute(
+            sa.select(routes.c.dock_id, routes.c.arrived_at, routes.c.loading_started_at, routes.c.departed_at).where(
                 routes.c.site_id == site_id,
-                routes.c.arrived_at.is_not(None),
-                routes.c.loading_started_at.is_(None),
-                routes.c.departed_at.is_(None),
+                routes.c.dock_id.is_not(None),
                 routes.c.arrived_at >= now - TRUCK_HORIZON,
             )
         ).all()
-        doors: dict[str, dict[str, Any]] = {
-            row.dock_id: {
-                "dock_id": row.dock_id,
-                "status": row.status,
-                "reason": row.reason,
-                "status_since": _iso(row.status_time),
-                "trucks_waiting": 0,
-                "oldest_wait_s": None,
-            }
-            for row in door_rows
-        }
-        for row in waiting:
-            door = doors.setdefault(
-                row.dock_id,
+        doors: dict[str, dict[str, Any]] = {}
+        for dock_id, status, reason, since in [(r.dock_id, r.status, r.reason, r.status_time) for r in door_rows] + [
+            (r.dock_id, "open", None, None) for r in recent
+        ]:
+            doors.setdefault(
+                dock_id,
                 {
-                    "dock_id": row.dock_id,
-                    "status": "open",
-                    "reason": None,
-                    "status_since": None,
+                    "dock_id": dock_id,
+                    "status": status,
+                    "reason": reason,
+                    "status_since": _iso(since),
                     "trucks_waiting": 0,
                     "oldest_wait_s": None,
                 },
             )
-            door["trucks_waiting"] += 1
-            wait = max(0.0, (now - aware(row.arrived_at)).total_seconds())
-            door["oldest_wait_s"] = max(door["oldest_wait_s"] or 0.0, wait)
+        for row in recent:
+            if row.loading_started_at is None and row.departed_at is None:
+                door = doors[row.dock_id]
+                door["trucks_waiting"] += 1
+                wait = max(0.0, (now - aware(row.arrived_at)).total_seconds())
+                door["oldest_wait_s"] = max(door["oldest_wait_s"] or 0.0, wait)
 
         stage_counts = dict(
             connection.execute(
