@@ -6,7 +6,8 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dashboard.db import metadata
 from dashboard.metrics import reference_metrics
