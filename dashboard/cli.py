@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from dashboard.auth import ROLES, create_token
 from dashboard.db import SchemaNotCurrent, migrate, require_current_schema
+from dashboard.live import RebuildRunning, rebuild
 from dashboard.logs import configure_logging
 from dashboard.runtime import Runtime
 from dashboard.settings import Settings
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2, help="web worker processes (default 2)")
     serve.add_argument("--threads", type=int, default=8, help="threads per web worker (default 8)")
     commands.add_parser("ingest", help="one ingest worker of the consumer group")
+    commands.add_parser("rebuild", help="recompute Redis live aggregates from history (after Redis lost them)")
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = token_commands.add_parser("create", help="print a new API token (only its hash is stored)")
@@ -123,6 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(settings, args.workers, args.threads)
         if args.command == "ingest":
             return run_ingest(settings)
+        if args.command == "rebuild":
+            runtime = Runtime.open(settings)
+            require_current_schema(runtime.engine)
+            report = rebuild(runtime.redis, runtime.engine, runtime.keys, settings.live_retention_s)
+            print(
+                f"rebuilt {report.hashes} live hashes ({report.fields} fields, {report.open_shifts} open shifts) "
+                f"in {report.seconds} s",
+                file=sys.stderr,
+            )
+            return 0
         if args.command == "token":
             runtime = Runtime.open(settings)
             migrate(runtime.engine) if settings.embedded else require_current_schema(runtime.engine)
@@ -133,4 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaNotCurrent as error:
         log.error("schema_not_current", extra={"error": str(error)})
         return 2
+    except RebuildRunning as error:
+        log.error("rebuild_refused", extra={"error": str(error)})
+        return 1
     return 2

@@ -10,15 +10,25 @@ sets a marker for the outbox row: applying a row twice changes nothing.
 from __future__ import annotations
 
 import json
+import logging
+import secrets
+import time
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 
+from dashboard.aggregates import LIVE_GRAINS, aware, shift_key, truncate
+from dashboard.db import live_outbox, rollups, shifts
 from dashboard.metrics import Fields, Shift
 from dashboard.stream import Keys
+
+log = logging.getLogger(__name__)
+_REBUILD_LOCK_S = 600
 
 MARKER_TTL_S = 24 * 3600
 
@@ -101,3 +111,79 @@ class LiveAggregates:
         for key in self._client.scan_iter(match=f"{self._keys.live}*", count=1000):
             total += self._client.memory_usage(key, samples=0) or 0
         return total
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What a rebuild wrote."""
+
+    hashes: int
+    fields: int
+    open_shifts: int
+    outbox_rows_folded: int
+    seconds: float
+
+
+class RebuildRunning(RuntimeError):
+    """Another rebuild holds the lock."""
+
+
+def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int) -> RebuildReport:
+    """Recompute the live hashes from history's rollups, while ingest goes on.
+
+    Workers do not apply outbox rows while the rebuild lock is held. In one
+    transaction that holds off new outbox rows, the rebuild reads the minute
+    and hour rollups and deletes the outbox rows they already include; rows
+    committed after it are applied once it releases the lock. So nothing is
+    counted twice, and nothing is missed.
+    """
+    started = time.monotonic()
+    token = secrets.token_hex(8)
+    if not client.set(keys.rebuild_lock, token, nx=True, ex=_REBUILD_LOCK_S):
+        raise RebuildRunning("a rebuild is already running (lock held); wait for it or for the lock to expire")
+    try:
+        since = datetime.now(UTC) - timedelta(seconds=retention_s)
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("LOCK TABLE live_outbox IN EXCLUSIVE MODE"))
+            # (On SQLite this first write takes the database lock until commit.)
+            folded = connection.execute(live_outbox.delete()).rowcount
+            rows = connection.execute(
+                sa.select(rollups).where(rollups.c.grain.in_(LIVE_GRAINS), rollups.c.bucket >= truncate(since, "h"))
+            ).all()
+            open_rows = connection.execute(sa.select(shifts).where(shifts.c["end"].is_(None))).all()
+        log.info(
+            "rebuild_read",
+            extra={"rollup_rows": len(rows), "open_shifts": len(open_rows), "outbox_rows_folded": folded},
+        )
+        hashes: dict[str, dict[str, float]] = defaultdict(dict)
+        expiry: dict[str, int] = {}
+        for row in rows:
+            epoch = int(aware(row.bucket).timestamp())
+            key = keys.live_hash(row.scope, row.grain, epoch)
+            hashes[key][row.field] = row.value
+            expiry[key] = epoch + retention_s
+        for stale in list(client.scan_iter(match=f"{keys.live}*", count=1000)):
+            client.delete(stale)
+        client.delete(keys.open_shifts)
+        pipe = client.pipeline(transaction=False)
+        for number, (key, mapping) in enumerate(hashes.items(), 1):
+            pipe.hset(key, mapping={name: repr(value) for name, value in mapping.items()})
+            pipe.expireat(key, expiry[key])
+            if number % 1000 == 0:
+                pipe.execute()
+                log.info("rebuild_progress", extra={"hashes_written": number, "hashes_total": len(hashes)})
+        for row in open_rows:
+            pipe.hset(
+                keys.open_shifts,
+                shift_key((row.source, row.id)),
+                json.dumps([row.site_id, aware(row.start).timestamp(), row.hourly_cost]),
+            )
+        pipe.execute()
+    finally:
+        # Release only our own lock (it may have expired and been taken by another rebuild).
+        if client.get(keys.rebuild_lock) == token.encode():
+            client.delete(keys.rebuild_lock)
+    report = RebuildReport(len(hashes), len(rows), len(open_rows), folded, round(time.monotonic() - started, 3))
+    log.info("rebuild_done", extra=report.__dict__)
+    return report
