@@ -170,6 +170,7 @@ class PipelineStatus:
     accepted_per_s: float
     processed_per_s: float
     consumers: int
+    redis_memory_bytes: int | None
     as_of: float
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,6 +208,13 @@ def oldest_unprocessed_ms(client: redis.Redis, keys: Keys) -> int | None:
     return min(candidates) if candidates else None
 
 
+def _used_memory(client: redis.Redis) -> int | None:
+    try:
+        return int(client.info("memory")["used_memory"])
+    except (redis.ResponseError, KeyError, NotImplementedError):
+        return None  # the embedded store has no INFO
+
+
 def pipeline_status(client: redis.Redis, keys: Keys) -> PipelineStatus:
     """Read the pipeline's counters, rates and lag from Redis."""
     try:
@@ -220,6 +228,7 @@ def pipeline_status(client: redis.Redis, keys: Keys) -> PipelineStatus:
         ensure_group(client, keys)
         oldest = oldest_unprocessed_ms(client, keys)
         consumers = len(client.xinfo_consumers(keys.stream, GROUP))
+        memory = _used_memory(client)
     except redis.RedisError as error:
         raise StoreUnavailable(f"Redis: {error}") from error
     backlog_now = stats["accepted"] - stats["processed"] - stats["dead"]
@@ -234,5 +243,6 @@ def pipeline_status(client: redis.Redis, keys: Keys) -> PipelineStatus:
         accepted_per_s=accepted_rate,
         processed_per_s=processed_rate,
         consumers=consumers,
+        redis_memory_bytes=memory,
         as_of=now,
     )

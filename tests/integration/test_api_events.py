@@ -171,6 +171,7 @@ def test_pipeline_reports_counters_backlog_and_lag(client, token, runtime):
     drain(runtime)
     after = client.get("/api/v1/pipeline", headers={"Authorization": f"Bearer {viewer}"}).get_json()
     assert (after["backlog"], after["processed"], after["oldest_unprocessed_age_s"]) == (0, 2, None)
+    assert after["redis_memory_bytes"] > 100_000  # a real Redis reports its memory
 
 
 def test_unknown_api_path_is_json_404(client, token):

@@ -23,6 +23,7 @@ HEALTHY = PipelineStatus(
     accepted_per_s=0.0,
     processed_per_s=0.0,
     consumers=2,
+    redis_memory_bytes=1_000_000,
     as_of=1_700_000_000.0,
 )
 
