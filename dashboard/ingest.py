@@ -113,8 +113,16 @@ class Ingestor:
             except InvalidEvent as error:
                 result.rejected.append({"index": index, "id": _id_of(item), "error": str(error)})
                 continue
+            payload = orjson.dumps(item)
+            # PostgreSQL text cannot hold NUL: refuse it now rather than dead-letter it after a 202.
+            field = _nul_field(item) if b"\\u0000" in payload else None
+            if field is not None:
+                result.rejected.append(
+                    {"index": index, "id": _id_of(item), "error": f"{field}: must not contain the NUL character"}
+                )
+                continue
             keys.append(self._keys.seen(event.source, event.id))
-            payloads.append(orjson.dumps(item))
+            payloads.append(payload)
         try:
             flags = self._accept(
                 keys=[self._keys.stream, self._keys.stats, self._keys.rate("accepted", int(now.timestamp())), *keys],
@@ -133,6 +141,26 @@ class Ingestor:
 def _id_of(item: Any) -> str | None:
     event_id = item.get("id") if isinstance(item, dict) else None
     return event_id if isinstance(event_id, str) else None
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """Return the dotted path of the first string (or key) holding a NUL character."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return child
+            found = _nul_field(inner, child)
+            if found:
+                return found
+    if isinstance(value, list):
+        for position, inner in enumerate(value):
+            found = _nul_field(inner, f"{path}[{position}]")
+            if found:
+                return found
+    return None
 
 
 def _retry_after(backlog: int, bound: int) -> int:

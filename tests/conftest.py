@@ -23,13 +23,14 @@ from dashboard.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TEST_DB = "tower_test"
+# One database per test session, so parallel sessions never share tables.
+TEST_DB = f"tower_test_{os.getpid()}"
 START_HINT = "start the services as .ci/run does (see README, 'Running the tests')"
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    """Create the test database afresh, migrated to head; return its URL."""
+def database_url() -> Iterator[str]:
+    """Create the test database afresh, migrated to head; yield its URL; drop it afterwards."""
     try:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (TEST_DB,))
@@ -41,7 +42,10 @@ def database_url() -> str:
     engine = create_db_engine(Settings(database_url=url))
     migrate(engine)
     engine.dispose()
-    return url
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (TEST_DB,))
+        admin.execute(f"DROP DATABASE IF EXISTS {TEST_DB}")
 
 
 @pytest.fixture(scope="session")

@@ -178,3 +178,13 @@ def test_unknown_api_path_is_json_404(client, token):
     response = client.get("/api/v1/nope", headers={"Authorization": f"Bearer {token('viewer')}"})
     assert response.status_code == 404
     assert "error" in response.get_json()
+
+
+def test_nul_characters_are_refused_before_a_202(client, token, runtime):
+    bad = make_event("order.canceled", event_id="nul", reason="bad\u0000reason")
+    escaped = make_event("order.canceled", event_id="ok", reason="literal \\u0000 text")
+    response = post(client, token("ingest"), [bad, escaped])
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [{"index": 0, "id": "nul", "error": "data.reason: must not contain the NUL character"}]

@@ -1,0 +1,1 @@
+"""Fault tests: killed workers, crashed Redis, stopped PostgreSQL, poison entries."""
