@@ -22,6 +22,7 @@ by two workers at once always see each other.
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,14 @@ class Deltas:
             for (scope, grain, bucket, name), value in self.values.items()
             if grain in LIVE_GRAINS and bucket >= truncate(since, grain) and value != 0
         ]
-        return {"incr": increments, "open": self.open_shifts, "closed": sorted(self.closed_shifts)}
+        return {
+            "incr": increments,
+            "open": self.open_shifts,
+            "closed": sorted(self.closed_shifts),
+            # With the row id, names this change for the apply-once marker, even if
+            # ids are ever reused (a restored database, SQLite's rowids).
+            "nonce": secrets.token_hex(8),
+        }
 
 
 def shift_key(key: Key) -> str:
@@ -348,6 +356,8 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
     site_rows: dict[str, dict[str, Any]] = {}
     for fact in new:
         data, when = fact.data, fact.time
+        if fact.site_id == NETWORK:
+            continue  # a network-wide mode.changed: no site's state
         site = site_rows.setdefault(fact.site_id, {"site_id": fact.site_id, "first": when, "last": when})
         site["first"], site["last"] = min(site["first"], when), max(site["last"], when)
         if "order_id" in data and fact.type in (*STAGES, "slot.changed", "delivery.attempted"):

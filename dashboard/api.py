@@ -16,17 +16,20 @@ from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from dashboard.auth import INGEST_ROLES, READ_ROLES, TokenVerifier
+from dashboard.auth import INGEST_ROLES, OPERATOR_ROLES, READ_ROLES, TokenVerifier
 from dashboard.events import InvalidEvent, parse_timestamp
-from dashboard.ingest import Backpressure, BodyError, parse_body
+from dashboard.ingest import Backpressure, BodyError, Ingestor, parse_body
+from dashboard.modes import AuditQuery, validate_change
 from dashboard.runtime import Runtime
 from dashboard.stream import StoreUnavailable
 from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
+from datasources.modes import ModeNotPropagated, audit, list_modes, set_mode
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 _RETRY_UNAVAILABLE_S = 5
+_MAX_MODE_BODY_BYTES = 64 * 1024
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -100,6 +103,9 @@ def create_api(runtime: Runtime) -> Blueprint:
     state = SiteStateReader(runtime.engine, runtime.settings.stuck_minutes)
     ingestor = runtime.ingestor()
     settings = runtime.settings
+    # Mode changes matter most when the pipeline is overloaded: their events
+    # (one per operator action) skip the backlog bound that guards bulk ingest.
+    mode_ingestor = Ingestor(runtime.redis, runtime.keys, max_backlog=2**62, dedup_ttl_s=settings.dedup_ttl_s)
 
     def requires(roles: frozenset[str]) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
         def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -211,6 +217,40 @@ def create_api(runtime: Runtime) -> Blueprint:
     @requires(READ_ROLES)
     def get_pipeline() -> Response:
         return json_response(live.pipeline().as_dict())
+
+    @api.get("/modes")
+    @requires(READ_ROLES)
+    def get_modes() -> Response:
+        return json_response([state.as_dict() for state in list_modes(runtime.engine)])
+
+    @api.get("/modes/audit")
+    @requires(READ_ROLES)
+    def get_mode_audit() -> Response:
+        try:
+            query = AuditQuery.from_args(request.args)
+        except ValueError as error:
+            return error_response(400, str(error))
+        return json_response([entry.as_dict() for entry in audit(runtime.engine, query)])
+
+    @api.put("/modes/<mode>")
+    @requires(OPERATOR_ROLES)
+    def put_mode(mode: str) -> Response:
+        body = request.stream.read(_MAX_MODE_BODY_BYTES + 1)
+        if len(body) > _MAX_MODE_BODY_BYTES:
+            return error_response(413, f"body is over {_MAX_MODE_BODY_BYTES} bytes")
+        try:
+            change = validate_change(mode, orjson.loads(body))
+        except orjson.JSONDecodeError as error:
+            return error_response(400, f"body: is not valid JSON: {error}")
+        except ValueError as error:
+            return error_response(400, str(error))
+        try:
+            state = set_mode(
+                runtime.engine, runtime.redis, runtime.keys, mode_ingestor, change, g.principal.name, datetime.now(UTC)
+            )
+        except ModeNotPropagated as error:
+            return error_response(503, str(error), {"Retry-After": str(_RETRY_UNAVAILABLE_S)})
+        return json_response(state.as_dict())
 
     return api
 

@@ -17,6 +17,8 @@ ROLES = ("ingest", "viewer", "site_lead", "operator", "admin")
 # Every role but ingest may read (contract section 3).
 READ_ROLES = frozenset({"viewer", "site_lead", "operator", "admin"})
 INGEST_ROLES = frozenset({"ingest", "admin"})
+# Who may change degradation modes.
+OPERATOR_ROLES = frozenset({"operator", "admin"})
 TOKEN_PREFIX = "lmt_"
 
 

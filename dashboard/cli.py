@@ -7,14 +7,30 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from dashboard.auth import ROLES, create_token
-from dashboard.db import SchemaNotCurrent, migrate, require_current_schema
+from dashboard.db import SchemaNotCurrent, migrate, require_current_schema, reset_history
 from dashboard.live import RebuildRunning, rebuild
 from dashboard.logs import configure_logging
 from dashboard.runtime import Runtime
 from dashboard.settings import Settings
+from dashboard.simulator import (
+    SCENARIOS,
+    Config,
+    FileSink,
+    HttpSink,
+    IngestorSink,
+    ModesReader,
+    Progress,
+    Sink,
+    simulate,
+    site_ids,
+)
+from dashboard.stream import StoreUnavailable
+from datasources.modes import current_modes
 
 log = logging.getLogger("dashboard.cli")
 
@@ -32,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8, help="threads per web worker (default 8)")
     commands.add_parser("ingest", help="one ingest worker of the consumer group")
     commands.add_parser("rebuild", help="recompute Redis live aggregates from history (after Redis lost them)")
+    simulate = commands.add_parser("simulate", help="feed a simulated network (history, then --live)")
+    simulate.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
+    simulate.add_argument("--seed", type=int, default=1, help="the same seed gives the same network and events")
+    simulate.add_argument("--history-days", type=float, default=1.0, help="days of history up to now (default 1)")
+    simulate.add_argument("--orders-per-site-day", type=int, default=900, help="demand per site (default 900)")
+    simulate.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME[@SITE]",
+        help=f"a fault for the last 3 hours and --live, on SITE (default: the first); one of {', '.join(SCENARIOS)}",
+    )
+    simulate.add_argument("--live", action="store_true", help="go on in real time after the history, until stopped")
+    simulate.add_argument("--duplicates", type=float, default=0.0, help="fraction of events sent twice")
+    simulate.add_argument("--disorder", type=float, default=0.0, metavar="SECONDS", help="delay some events up to")
+    simulate.add_argument("--out", help="write JSON lines to this file instead of ingesting")
+    simulate.add_argument("--url", help="post to a running server (with --token) instead of the stream")
+    simulate.add_argument("--token", help="an ingest token for --url")
+    simulate.add_argument("--end", help=argparse.SUPPRESS)  # a fixed 'now', for reproducible runs
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = token_commands.add_parser("create", help="print a new API token (only its hash is stored)")
@@ -58,7 +93,19 @@ def run_demo(settings: Settings) -> int:
 
     runtime = Runtime.open(settings)
     migrate(runtime.engine)
-    runtime.start_worker_thread(threading.Event())
+    stop = threading.Event()
+    if settings.embedded:
+        reset_history(runtime.engine)  # the in-process store starts empty: so does the demo's history
+    runtime.start_worker_thread(stop)
+    if settings.embedded and settings.demo_feed:
+        feed = threading.Thread(
+            target=simulate,
+            args=(Config(sites=settings.demo_sites), IngestorSink(runtime.ingestor(), stop)),
+            kwargs={"live": True, "modes": modes_reader(runtime), "stop": stop},
+            name="simulator",
+            daemon=True,
+        )
+        feed.start()
     app = create_app(runtime=runtime)
     log.info(
         "demo_started",
@@ -97,6 +144,77 @@ def run_serve(settings: Settings, workers: int, threads: int) -> int:
     return 0
 
 
+def _scenarios(specs: list[str]) -> list[tuple[str, str | None]]:
+    scenarios = []
+    for spec in specs:
+        name, _, site = spec.partition("@")
+        if name not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+        scenarios.append((name, site or None))
+    return scenarios
+
+
+def modes_reader(runtime: Runtime) -> ModesReader:
+    """Return a reader of the modes in force that keeps the last known ones while the stores are down."""
+    last: dict = {}
+
+    def read() -> dict:
+        nonlocal last
+        try:
+            last = current_modes(runtime.redis, runtime.keys, runtime.engine)
+        except StoreUnavailable as error:
+            log.warning("modes_unavailable", extra={"error": str(error), "using": "last known modes"})
+        return last
+
+    return read
+
+
+def _report_progress(progress: Progress, clock: datetime) -> None:
+    rate = progress.events / max(1e-6, time.monotonic() - progress.started)
+    line = f"simulated {progress.events:,} events, at {clock:%Y-%m-%d %H:%M} UTC, {rate:,.0f} events/s"
+    if sys.stderr.isatty():
+        print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+    else:
+        log.info(
+            "simulator_progress",
+            extra={"events": progress.events, "sim_time": clock.isoformat(), "events_per_s": round(rate)},
+        )
+
+
+def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    """Feed a simulated network to a file, the stream or a server."""
+    config = Config(
+        sites=args.sites,
+        seed=args.seed,
+        history_days=args.history_days,
+        orders_per_site_day=args.orders_per_site_day,
+        scenarios=_scenarios(args.scenario),
+        duplicates=args.duplicates,
+        disorder_s=args.disorder,
+    )
+    end = datetime.fromisoformat(args.end) if args.end else None
+    stop = _stop_on_signals()
+    modes = None
+    if args.out:
+        sink: Sink = FileSink(args.out)
+    elif args.url:
+        if not args.token:
+            raise SystemExit("--url needs --token (an ingest token: python app.py token create --role ingest ...)")
+        sink = HttpSink(args.url, args.token, stop)
+    elif settings.redis_url is None:
+        raise SystemExit("set REDIS_URL (and DATABASE_URL), or use --url with --token, or --out FILE")
+    else:
+        runtime = Runtime.open(settings)
+        sink, modes = IngestorSink(runtime.ingestor(), stop), modes_reader(runtime)
+    progress = simulate(config, sink, end=end, live=args.live, modes=modes, stop=stop, report=_report_progress)
+    if isinstance(sink, FileSink):
+        sink.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    log.info("simulation_done", extra={"events": progress.events, "sites": site_ids(config.sites, config.seed)})
+    return 0
+
+
 def run_ingest(settings: Settings) -> int:
     """Run one ingest worker until SIGTERM or SIGINT."""
     if settings.redis_url is None:
@@ -125,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(settings, args.workers, args.threads)
         if args.command == "ingest":
             return run_ingest(settings)
+        if args.command == "simulate":
+            return run_simulate(settings, args)
         if args.command == "rebuild":
             runtime = Runtime.open(settings)
             require_current_schema(runtime.engine)

@@ -100,6 +100,7 @@ live_outbox = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("deltas", Json, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 # Current state, "as of now", for the site pages.
@@ -160,8 +161,47 @@ sites = sa.Table(
 )
 
 
+# Degradation modes (dashboard.modes): the current state per mode and scope (a
+# site_id, or '*' for the whole network), and an append-only trail of changes.
+mode_states = sa.Table(
+    "mode_states",
+    metadata,
+    sa.Column("mode", sa.String(64), primary_key=True),
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("changed_at", Timestamp, nullable=False),
+    sa.Column("changed_by", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+mode_audit = sa.Table(
+    "mode_audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("mode", sa.String(64), nullable=False),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    # Null on the first change of a mode and scope: there was no state before.
+    sa.Column("old_enabled", sa.Boolean),
+    sa.Column("new_enabled", sa.Boolean, nullable=False),
+    sa.Column("old_params", Json),
+    sa.Column("new_params", Json, nullable=False),
+    sa.Column("changed_at", Timestamp, nullable=False),
+    sa.Column("changed_by", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+
 class SchemaNotCurrent(RuntimeError):
     """The database schema is missing or older than this code."""
+
+
+def reset_history(engine: sa.Engine) -> None:
+    """Empty every table but the API tokens (the embedded demo starts afresh each time)."""
+    with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            if table is not api_tokens:
+                connection.execute(table.delete())
 
 
 def create_db_engine(settings: Settings) -> sa.Engine:

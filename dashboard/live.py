@@ -80,7 +80,8 @@ class LiveAggregates:
             args += [key, json.dumps(value)]
         args.append(len(payload["closed"]))
         args += payload["closed"]
-        keys = [self._keys.live_marker(outbox_id), self._keys.rebuild_lock, self._keys.open_shifts]
+        marker = self._keys.live_marker(f"{outbox_id}:{payload['nonce']}")
+        keys = [marker, self._keys.rebuild_lock, self._keys.open_shifts]
         return int(self._apply(keys=keys, args=args))
 
     def fields(self, scope: str, pieces: Iterable[tuple[str, datetime]]) -> Fields:

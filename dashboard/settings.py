@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     worker_block_ms: int = Field(default=1000, ge=1)
     claim_idle_ms: int = Field(default=15_000, ge=1)
     max_tries: int = Field(default=5, ge=1)
+    # The embedded demo feeds itself a simulated network (DEMO_FEED=0 to post your own events).
+    demo_feed: bool = True
+    demo_sites: int = Field(default=4, ge=1, le=14)
+
     # Live aggregates in Redis (minute and hour buckets) expire after this.
     live_retention_s: int = Field(default=48 * 3600, ge=3600)
     # Minutes an order may sit at a stage before it counts as stuck.

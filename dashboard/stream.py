@@ -63,8 +63,8 @@ class Keys:
     def live_hash(self, scope: str, grain: str, bucket_epoch: int) -> str:
         return f"{self.live}{scope}:{grain}:{bucket_epoch}"
 
-    def live_marker(self, outbox_id: int) -> str:
-        return f"{self.prefix}:applied:{outbox_id}"
+    def live_marker(self, change: str) -> str:
+        return f"{self.prefix}:applied:{change}"
 
     @property
     def rebuild_lock(self) -> str:

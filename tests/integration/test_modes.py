@@ -15,7 +15,7 @@ from dashboard.modes import CATALOGUE, ModeChange, in_force
 from dashboard.runtime import Runtime, connect_redis
 from dashboard.settings import Settings
 from dashboard.stream import Keys
-from datasources.modes import LOADED_FIELD, audit, current_modes, list_modes, modes_key, set_mode
+from datasources.modes import _COPY_IF_NEWER, LOADED_FIELD, audit, current_modes, list_modes, modes_key, set_mode
 from tests.helpers import make_event
 from tests.integration.test_api_events import drain, post
 
@@ -29,9 +29,7 @@ def auth(token: str) -> dict[str, str]:
 
 def put(client, token: str, mode: str, body):  # type: ignore[no-untyped-def]
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.put(
-        f"/api/v1/modes/{mode}", data=data, headers={**auth(token), "Content-Type": "application/json"}
-    )
+    return client.put(f"/api/v1/modes/{mode}", data=data, headers={**auth(token), "Content-Type": "application/json"})
 
 
 def change(site_id: str = "SEA1", enabled: bool = True, reason: str = "WMS slow", **extra):  # type: ignore[no-untyped-def]
@@ -150,7 +148,11 @@ def test_oversized_body_is_413(client, token, runtime):
 
 def test_bad_audit_query_is_400(client, token):
     viewer = token("viewer")
-    for query, message in (("limit=0", "limit:"), ("mode=nope", "mode: unknown mode 'nope'"), ("site_id=a%20b", "site_id:")):
+    for query, message in (
+        ("limit=0", "limit:"),
+        ("mode=nope", "mode: unknown mode 'nope'"),
+        ("site_id=a%20b", "site_id:"),
+    ):
         response = client.get(f"/api/v1/modes/audit?{query}", headers=auth(viewer))
         assert response.status_code == 400
         assert message in response.get_json()["error"]
@@ -200,8 +202,7 @@ def test_audit_records_every_change_newest_first(client, token, runtime):
     assert response.status_code == 200
     trail = response.get_json()
     assert [
-        (e["mode"], e["site_id"], e["old_enabled"], e["new_enabled"], e["old_params"], e["new_params"])
-        for e in trail
+        (e["mode"], e["site_id"], e["old_enabled"], e["new_enabled"], e["old_params"], e["new_params"]) for e in trail
     ] == [
         ("priority_only", "*", None, True, None, {}),
         ("admission_control", "SEA1", True, False, {"max_orders_per_hour": 150}, {"max_orders_per_hour": 150}),
@@ -283,8 +284,8 @@ def test_redis_copy_holds_the_state(client, token, runtime):
     state = put(
         client, token("operator"), "conservative_promises", change(reason="ice", params={"extra_minutes": 20})
     ).get_json()
-    copy = runtime.redis.hget(f"{runtime.keys.prefix}:modes", "conservative_promises|SEA1")
-    assert orjson.loads(copy) == state
+    copy = orjson.loads(runtime.redis.hget(f"{runtime.keys.prefix}:modes", "conservative_promises|SEA1"))
+    assert copy == {**state, "version": audit_rows(runtime)[-1]["id"]}
     modes = current_modes(runtime.redis, runtime.keys, runtime.engine)
     assert list(modes) == [("conservative_promises", "SEA1")]
     assert modes[("conservative_promises", "SEA1")].as_dict() == state
@@ -323,7 +324,9 @@ def test_reload_never_overwrites_a_newer_copy(runtime):
     """A reload that read the database before a change must not put the old state back."""
     ingestor = runtime.ingestor()
     now = datetime.now(UTC)
-    set_mode(runtime.engine, runtime.redis, runtime.keys, ingestor, ModeChange("priority_only", "*", True, "a"), "x", now)
+    set_mode(
+        runtime.engine, runtime.redis, runtime.keys, ingestor, ModeChange("priority_only", "*", True, "a"), "x", now
+    )
     runtime.redis.delete(modes_key(runtime.keys))
     stale = list_modes(runtime.engine)  # what a slow reload would have read
     newer = set_mode(
@@ -334,6 +337,26 @@ def test_reload_never_overwrites_a_newer_copy(runtime):
         if state.changed_at is not None:
             runtime.redis.hsetnx(key, f"{state.mode}|{state.site_id}", orjson.dumps(state.as_dict()))
     assert current_modes(runtime.redis, runtime.keys, runtime.engine)[("priority_only", "*")] == newer
+
+
+def test_an_older_change_reaching_redis_late_does_not_win(runtime):
+    ingestor = runtime.ingestor()
+    now = datetime.now(UTC)
+    older = set_mode(
+        runtime.engine, runtime.redis, runtime.keys, ingestor, ModeChange("priority_only", "*", True, "a"), "x", now
+    )
+    newer = set_mode(
+        runtime.engine, runtime.redis, runtime.keys, ingestor, ModeChange("priority_only", "*", False, "b"), "x", now
+    )
+    older_id, newer_id = (row["id"] for row in audit_rows(runtime))
+    copy_if_newer = runtime.redis.register_script(_COPY_IF_NEWER)
+    field = "priority_only|*"
+    key = modes_key(runtime.keys)
+    assert (
+        copy_if_newer(keys=[key], args=[field, orjson.dumps({**older.as_dict(), "version": older_id}), older_id]) == 0
+    )
+    assert current_modes(runtime.redis, runtime.keys, runtime.engine)[("priority_only", "*")] == newer
+    assert orjson.loads(runtime.redis.hget(key, field))["version"] == newer_id
 
 
 # -- the mode.changed event -------------------------------------------------------------
@@ -370,9 +393,7 @@ def test_each_change_is_a_mode_changed_event_on_the_stream_and_in_history(client
 
     drain(runtime)
     with runtime.engine.connect() as connection:
-        rows = connection.execute(
-            sa.text("SELECT source, id, type, site_id, payload FROM events ORDER BY id")
-        ).all()
+        rows = connection.execute(sa.text("SELECT source, id, type, site_id, payload FROM events ORDER BY id")).all()
     assert [(r.source, r.id, r.type, r.site_id) for r in rows] == [
         ("/tower/modes", first["id"], "mode.changed", "*"),
         ("/tower/modes", second["id"], "mode.changed", "*"),
@@ -449,8 +470,11 @@ def test_concurrent_changes_audit_the_true_old_values(runtime):
     with runtime.engine.connect() as connection:
         final = connection.execute(sa.select(mode_states)).one()
     assert (final.enabled, final.params) == (rows[-1]["new_enabled"], rows[-1]["new_params"])
-    copy = current_modes(runtime.redis, runtime.keys, runtime.engine)[("conservative_promises", "SEA1")]
-    assert copy.params == final.params or copy.changed_at <= final.changed_at  # the copy is never ahead
+    # However the Redis updates interleaved, the copy ends at the last committed state.
+    copy = runtime.redis.hget(modes_key(runtime.keys), "conservative_promises|SEA1")
+    assert orjson.loads(copy)["version"] == rows[-1]["id"]
+    state = current_modes(runtime.redis, runtime.keys, runtime.engine)[("conservative_promises", "SEA1")]
+    assert (state.enabled, state.params, state.reason) == (final.enabled, final.params, final.reason)
 
 
 # -- the embedded store -----------------------------------------------------------------

@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.Column("deltas", Json, nullable=False),
+        sqlite_autoincrement=True,  # ids never reused
     )
     op.create_table(
         "orders",
