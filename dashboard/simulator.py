@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import orjson
 
 from dashboard.ingest import Backpressure, Ingestor
+from dashboard.modes import in_force
 from dashboard.stream import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -214,11 +215,8 @@ class Simulation:
 
     def mode(self, name: str, site_id: str) -> dict[str, Any] | None:
         """Return the params of a mode enabled for the site (or the network), else None."""
-        for scope in (site_id, "*"):
-            state = self.modes.get((name, scope))
-            if state is not None and state.enabled:
-                return state.params
-        return None
+        state = in_force(self.modes, name, site_id)
+        return None if state is None else state.params
 
     # -- events ------------------------------------------------------------------------
 
