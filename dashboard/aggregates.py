@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from dashboard import metrics
 from dashboard.db import docks, events, live_outbox, orders, rollups, routes, samples, shifts, sites, workers
+from dashboard.events import CORRELATION_FIELDS
 from dashboard.history import StoredEvent, insert_events
 from dashboard.metrics import Fact, Key, Sample, Shift
 
@@ -46,8 +47,8 @@ ROUTE_PAIR_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed", 
 ORDER_PAIR_TYPES = ("order.packed", "order.loaded")
 SHIFT_TYPES = ("worker.shift_started", "worker.shift_ended")
 _ROUTE_KINDS = (metrics.DOCK, metrics.IDLE)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The ids whose events pair up: a batch locks these before it inserts.
+_PAIR_GROUPS = ("order_id", "route_id", "worker_id")
 
 
 def aware(moment: datetime) -> datetime:
@@ -90,7 +91,7 @@ class Deltas:
     def live_payload(self, since: datetime) -> dict[str, Any]:
         """Return what Redis needs: minute and hour deltas from ``since`` on, and open-shift changes."""
         increments = [
-            [scope, grain, int((bucket - _EPOCH).total_seconds()), name, value]
+            [scope, grain, int(bucket.timestamp()), name, value]
             for (scope, grain, bucket, name), value in self.values.items()
             if grain in LIVE_GRAINS and bucket >= truncate(since, grain) and value != 0
         ]
@@ -120,11 +121,10 @@ def _fact(row: Any) -> Fact:
 def _lock_groups(connection: sa.Connection, batch: Sequence[StoredEvent]) -> None:
     if connection.dialect.name != "postgresql":
         return  # SQLite serializes writers on its own
-    names = ("order_id", "route_id", "driver_id", "worker_id", "dock_id")
     keys = set()
     for stored in batch:
-        for name, value in zip(names, stored.correlation, strict=True):
-            if value is not None and name in ("order_id", "route_id", "worker_id"):
+        for name, value in zip(CORRELATION_FIELDS, stored.correlation, strict=True):
+            if value is not None and name in _PAIR_GROUPS:
                 keys.add(f"{name[0]}:{value}")
     if keys:
         connection.execute(
