@@ -37,7 +37,7 @@ from dashboard import metrics
 from dashboard.db import docks, events, live_outbox, orders, rollups, routes, samples, shifts, sites, workers
 from dashboard.events import CORRELATION_FIELDS
 from dashboard.history import StoredEvent, insert_events
-from dashboard.metrics import Fact, Key, Sample, Shift
+from dashboard.metrics import Fact, Key, Sample
 
 NETWORK = "*"
 GRAINS = ("m", "h", "d")
@@ -67,11 +67,12 @@ def truncate(moment: datetime, grain: str) -> datetime:
 
 @dataclass
 class Deltas:
-    """Changes to rollup fields, and to the set of open shifts, from one batch."""
+    """Changes to rollup fields, and the shifts that changed, from one batch."""
 
     values: dict[tuple[str, str, datetime, str], float] = field(default_factory=lambda: defaultdict(float))
-    open_shifts: dict[str, list[Any]] = field(default_factory=dict)  # key -> [site, start epoch, cost]
-    closed_shifts: set[str] = field(default_factory=set)
+    # key -> [site, start epoch, end epoch or None, hourly cost]: labor cost is
+    # summed from shifts at query time, so a shift is one row, not a row a minute.
+    shifts: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, site_id: str, moment: datetime, field_name: str, value: float) -> None:
         """Add ``value`` to a field in every grain's bucket of ``moment``, for the site and the network."""
@@ -79,17 +80,11 @@ class Deltas:
             for grain in GRAINS:
                 self.values[(scope, grain, truncate(moment, grain), field_name)] += value
 
-    def add_shift(self, shift: Shift, sign: float) -> None:
-        """Add (or with sign -1, remove) a closed shift's labor cost, minute by minute."""
-        assert shift.end is not None
-        for minute, cost in metrics.minute_costs(shift, shift.end):
-            self.add(shift.site_id, minute, metrics.LABOR, sign * cost)
-
     def __bool__(self) -> bool:
-        return bool(self.values or self.open_shifts or self.closed_shifts)
+        return bool(self.values or self.shifts)
 
     def live_payload(self, since: datetime) -> dict[str, Any]:
-        """Return what Redis needs: minute and hour deltas from ``since`` on, and open-shift changes."""
+        """Return what Redis needs: minute and hour deltas from ``since`` on, and the changed shifts."""
         increments = [
             [scope, grain, int(bucket.timestamp()), name, value]
             for (scope, grain, bucket, name), value in self.values.items()
@@ -97,8 +92,7 @@ class Deltas:
         ]
         return {
             "incr": increments,
-            "open": self.open_shifts,
-            "closed": sorted(self.closed_shifts),
+            "shifts": self.shifts,
             # With the row id, names this change for the apply-once marker, even if
             # ids are ever reused (a restored database, SQLite's rowids).
             "nonce": secrets.token_hex(8),
@@ -114,8 +108,27 @@ def _dialect_insert(connection: sa.Connection):  # type: ignore[no-untyped-def]
     return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
+# What pairing needs of an event, without reading back its whole payload.
+_DATA = events.c.payload["data"]
+_PAIR_COLUMNS = (
+    events.c.source,
+    events.c.id,
+    events.c.type,
+    events.c.site_id,
+    events.c.time,
+    events.c.route_id,
+    events.c.order_id,
+    events.c.worker_id,
+    _DATA["stop_seq"].as_integer().label("stop_seq"),
+    _DATA["planned_drive_s"].as_float().label("planned_drive_s"),
+    _DATA["hourly_cost"].as_float().label("hourly_cost"),
+)
+_PAIR_DATA = ("route_id", "order_id", "worker_id", "stop_seq", "planned_drive_s", "hourly_cost")
+
+
 def _fact(row: Any) -> Fact:
-    return Fact((row.source, row.id), row.type, row.site_id, aware(row.time), row.payload["data"])
+    data = {name: value for name in _PAIR_DATA if (value := getattr(row, name)) is not None}
+    return Fact((row.source, row.id), row.type, row.site_id, aware(row.time), data)
 
 
 def _lock_groups(connection: sa.Connection, batch: Sequence[StoredEvent]) -> None:
@@ -159,7 +172,7 @@ def apply_batch(
     update_state(connection, new)
     _write_rollups(connection, deltas)
     payload = deltas.live_payload(live_since)
-    if not (payload["incr"] or payload["open"] or payload["closed"]):
+    if not (payload["incr"] or payload["shifts"]):
         return None
     outbox_id = connection.execute(
         live_outbox.insert().values(created_at=datetime.now(UTC), deltas=payload).returning(live_outbox.c.id)
@@ -179,8 +192,7 @@ def _first_of_each(batch: Sequence[StoredEvent], inserted: set[Key]) -> list[Sto
 def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], types: tuple[str, ...]) -> list[Fact]:
     if not keys:
         return []
-    query = sa.select(events.c.source, events.c.id, events.c.type, events.c.site_id, events.c.time, events.c.payload)
-    rows = connection.execute(query.where(column.in_(sorted(keys)), events.c.type.in_(types)))
+    rows = connection.execute(sa.select(*_PAIR_COLUMNS).where(column.in_(sorted(keys)), events.c.type.in_(types)))
     return [_fact(row) for row in rows]
 
 
@@ -246,22 +258,14 @@ def _update_shifts(connection: sa.Connection, new: Iterable[Fact], deltas: Delta
         stored[(row.source, row.id)] = aware(row.end) if row.end is not None else None
     changed = []
     for key, shift in current.items():
-        known = key in stored
-        old_end = stored.get(key)
-        if known and old_end == shift.end:
+        if key in stored and stored[key] == shift.end:
             continue
-        if known and old_end is not None:
-            deltas.add_shift(Shift(key, shift.worker_id, shift.site_id, shift.start, old_end, shift.hourly_cost), -1)
-        if shift.end is not None:
-            deltas.add_shift(shift, 1)
-            deltas.closed_shifts.add(shift_key(key))
-            deltas.open_shifts.pop(shift_key(key), None)
-        else:
-            deltas.open_shifts[shift_key(key)] = [
-                shift.site_id,
-                shift.start.timestamp(),
-                shift.hourly_cost,
-            ]
+        deltas.shifts[shift_key(key)] = [
+            shift.site_id,
+            shift.start.timestamp(),
+            None if shift.end is None else shift.end.timestamp(),
+            shift.hourly_cost,
+        ]
         changed.append(
             {
                 "source": key[0],
@@ -291,6 +295,11 @@ def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
     ]
     if not rows:
         return
+    if connection.dialect.name == "postgresql":
+        # One set-based statement for the batch; rows sorted by key keep concurrent workers from deadlocking.
+        columns = ("scope", "grain", "bucket", "field", "value")
+        connection.execute(_ROLLUP_UPSERT, {f"{name}s": [row[name] for row in rows] for name in columns})
+        return
     insert = _dialect_insert(connection)(rollups)
     connection.execute(
         insert.on_conflict_do_update(
@@ -299,6 +308,14 @@ def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
         ),
         rows,
     )
+
+
+_ROLLUP_UPSERT = sa.text(
+    "INSERT INTO rollups (scope, grain, bucket, field, value) "
+    "SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:grains AS text[]), CAST(:buckets AS timestamptz[]), "
+    "CAST(:fields AS text[]), CAST(:values AS float8[])) "
+    "ON CONFLICT (scope, grain, bucket, field) DO UPDATE SET value = rollups.value + excluded.value"
+)
 
 
 # -- current state ------------------------------------------------------------------

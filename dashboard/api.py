@@ -16,12 +16,15 @@ from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from dashboard.alerts import STATUSES, validate_comment
 from dashboard.auth import INGEST_ROLES, OPERATOR_ROLES, READ_ROLES, TokenVerifier
 from dashboard.events import InvalidEvent, parse_timestamp
 from dashboard.ingest import Backpressure, BodyError, Ingestor, parse_body
-from dashboard.modes import AuditQuery, validate_change
+from dashboard.modes import AuditQuery, check_site_id, validate_change
 from dashboard.runtime import Runtime
 from dashboard.stream import StoreUnavailable
+from dashboard.telemetry import INGEST_SECONDS, REJECTED_BY_FIELD, STORE_ERRORS, rejection_field, store_of
+from datasources.alerts import AlertConflict, AlertNotFound, acknowledge, list_alerts, resolve
 from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
 from datasources.modes import ModeNotPropagated, audit, list_modes, set_mode
@@ -134,6 +137,7 @@ def create_api(runtime: Runtime) -> Blueprint:
 
     @api.post("/events")
     @requires(INGEST_ROLES)
+    @INGEST_SECONDS.time()
     def post_events() -> Response:
         length = request.content_length
         if length is not None and length > settings.max_body_bytes:
@@ -144,6 +148,7 @@ def create_api(runtime: Runtime) -> Blueprint:
             result = ingestor.submit(items)
         except BodyError as error:
             if error.status == 400:
+                REJECTED_BY_FIELD.labels(field="body").inc()
                 runtime.redis.hincrby(runtime.keys.stats, "rejected", 1)
                 return json_response(
                     {"accepted": 0, "duplicates": 0, "rejected": [{"index": 0, "id": None, "error": str(error)}]},
@@ -152,6 +157,8 @@ def create_api(runtime: Runtime) -> Blueprint:
             return error_response(error.status, str(error))
         except Backpressure as error:
             return error_response(429, str(error), {"Retry-After": str(error.retry_after_s)})
+        if result.rejected:
+            _count_rejections(items, result.rejected)
         log.info(
             "events_posted",
             extra={
@@ -252,7 +259,78 @@ def create_api(runtime: Runtime) -> Blueprint:
             return error_response(503, str(error), {"Retry-After": str(_RETRY_UNAVAILABLE_S)})
         return json_response(state.as_dict())
 
+    @api.get("/alerts")
+    @requires(READ_ROLES)
+    def get_alerts() -> Response:
+        status = request.args.get("status") or None
+        if status is not None and status not in STATUSES:
+            return error_response(400, f"status: must be one of {', '.join(STATUSES)}; got {status!r}")
+        site_id = request.args.get("site_id") or None
+        try:
+            if site_id is not None:
+                check_site_id(site_id)
+        except ValueError as error:
+            return error_response(400, str(error))
+        return json_response([alert.as_dict() for alert in list_alerts(runtime.engine, status, site_id)])
+
+    def alert_change(alert_id: int, required: bool, change: Callable[[str | None], Any]) -> Response:
+        body = request.stream.read(_MAX_MODE_BODY_BYTES + 1)
+        if len(body) > _MAX_MODE_BODY_BYTES:
+            return error_response(413, f"body is over {_MAX_MODE_BODY_BYTES} bytes")
+        try:
+            comment = validate_comment(orjson.loads(body) if body.strip() else None, required)
+        except orjson.JSONDecodeError as error:
+            return error_response(400, f"body: is not valid JSON: {error}")
+        except ValueError as error:
+            return error_response(400, str(error))
+        try:
+            alert = change(comment)
+        except AlertNotFound as error:
+            return error_response(404, str(error))
+        except AlertConflict as error:
+            return error_response(409, str(error))
+        return json_response(alert.as_dict())
+
+    @api.post("/alerts/<int:alert_id>/ack")
+    @requires(OPERATOR_ROLES)
+    def ack_alert(alert_id: int) -> Response:
+        return alert_change(
+            alert_id,
+            True,
+            lambda comment: acknowledge(runtime.engine, alert_id, g.principal.name, comment or "", datetime.now(UTC)),
+        )
+
+    @api.post("/alerts/<int:alert_id>/resolve")
+    @requires(OPERATOR_ROLES)
+    def resolve_alert(alert_id: int) -> Response:
+        return alert_change(
+            alert_id,
+            False,
+            lambda comment: resolve(runtime.engine, alert_id, g.principal.name, datetime.now(UTC), comment),
+        )
+
     return api
+
+
+def _count_rejections(items: list[Any], rejected: list[dict[str, Any]]) -> None:
+    """Count rejections by field; log each at debug level with what identifies the event."""
+    for rejection in rejected:
+        field = rejection_field(rejection["error"])
+        REJECTED_BY_FIELD.labels(field=field).inc()
+        item = items[rejection["index"]]
+        event = item if isinstance(item, dict) else {}
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        log.debug(
+            "event_rejected",
+            extra={
+                "index": rejection["index"],
+                "event_id": rejection["id"],
+                "source": event.get("source") if isinstance(event.get("source"), str) else None,
+                "site_id": data.get("site_id") if isinstance(data.get("site_id"), str) else None,
+                "field": field,
+                "error": rejection["error"],
+            },
+        )
 
 
 def install_error_handlers(server: Flask) -> None:
@@ -270,6 +348,7 @@ def install_error_handlers(server: Flask) -> None:
 
     @server.errorhandler(StoreUnavailable)
     def store_unavailable(error: StoreUnavailable) -> Response:
+        STORE_ERRORS.labels(store=store_of(error)).inc()
         log.warning("store_unavailable", extra={"path": request.path, "error": str(error)})
         return error_response(
             503, f"{error}; nothing was taken, retry shortly", {"Retry-After": str(_RETRY_UNAVAILABLE_S)}

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+from dashboard.alerting import start_alert_evaluator
 from dashboard.auth import ROLES, create_token
 from dashboard.db import SchemaNotCurrent, migrate, require_current_schema, reset_history
 from dashboard.live import RebuildRunning, rebuild
@@ -97,6 +98,7 @@ def run_demo(settings: Settings) -> int:
     if settings.embedded:
         reset_history(runtime.engine)  # the in-process store starts empty: so does the demo's history
     runtime.start_worker_thread(stop)
+    start_alert_evaluator(runtime, stop)
     if settings.embedded and settings.demo_feed:
         feed = threading.Thread(
             target=simulate,
@@ -223,7 +225,9 @@ def run_ingest(settings: Settings) -> int:
         return 2
     runtime = Runtime.open(settings)
     require_current_schema(runtime.engine)
-    runtime.worker().run(_stop_on_signals())
+    stop = _stop_on_signals()
+    start_alert_evaluator(runtime, stop)  # evaluates only while it holds the lease: one process at a time
+    runtime.worker().run(stop)
     return 0
 
 
@@ -250,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_current_schema(runtime.engine)
             report = rebuild(runtime.redis, runtime.engine, runtime.keys, settings.live_retention_s)
             print(
-                f"rebuilt {report.hashes} live hashes ({report.fields} fields, {report.open_shifts} open shifts) "
+                f"rebuilt {report.hashes} live hashes ({report.fields} fields, {report.shifts} shifts) "
                 f"in {report.seconds} s",
                 file=sys.stderr,
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -192,6 +193,48 @@ mode_audit = sa.Table(
 )
 
 
+# Alerts (dashboard.alerts, dashboard.alerting): every alert ever opened, and
+# the condition episodes the evaluator is timing. site_id is a site or '*'.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("opened_at", Timestamp, nullable=False),
+    sa.Column("acknowledged_at", Timestamp),
+    sa.Column("acknowledged_by", sa.String(256)),
+    sa.Column("comment", sa.Text),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("resolved_by", sa.String(256)),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("suggestion", sa.Text),
+    sa.Column("last_true_at", Timestamp, nullable=False),
+    sqlite_autoincrement=True,
+)
+# One alert not yet resolved per rule and scope, whatever races happen.
+sa.Index(
+    "alerts_one_unresolved",
+    alerts.c.rule,
+    alerts.c.site_id,
+    unique=True,
+    postgresql_where=alerts.c.status != "resolved",
+    sqlite_where=alerts.c.status != "resolved",
+)
+sa.Index("alerts_opened_at", alerts.c.opened_at)
+
+alert_conditions = sa.Table(
+    "alert_conditions",
+    metadata,
+    sa.Column("rule", sa.String(32), primary_key=True),
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("since", Timestamp, nullable=False),
+    sa.Column("alerted", sa.Boolean, nullable=False),
+)
+
+
 class SchemaNotCurrent(RuntimeError):
     """The database schema is missing or older than this code."""
 
@@ -218,6 +261,9 @@ def create_db_engine(settings: Settings) -> sa.Engine:
         pool_size=5,
         max_overflow=5,
         connect_args={"connect_timeout": 5},
+        # orjson both ways: workers read payloads back to pair events.
+        json_serializer=lambda value: orjson.dumps(value).decode(),
+        json_deserializer=orjson.loads,
     )
 
 

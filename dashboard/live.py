@@ -32,10 +32,10 @@ _REBUILD_LOCK_S = 600
 
 MARKER_TTL_S = 24 * 3600
 
-# KEYS: marker, rebuild lock, open-shifts hash.
+# KEYS: marker, rebuild lock, shifts hash.
 # ARGV: marker ttl, live key prefix, retention s, n increments, then 5 per
-# increment (scope, grain, epoch, field, value), n opened, (key, json) pairs,
-# n closed, keys. Returns 1 applied, 0 already applied, -1 rebuild running.
+# increment (scope, grain, epoch, field, value), n shifts, (key, json) pairs.
+# Returns 1 applied, 0 already applied, -1 rebuild running.
 APPLY = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
@@ -47,15 +47,10 @@ for _ = 1, tonumber(ARGV[4]) do
   redis.call('EXPIREAT', key, tonumber(ARGV[i + 2]) + retention)
   i = i + 5
 end
-local opened = tonumber(ARGV[i]); i = i + 1
-for _ = 1, opened do
+local shifts = tonumber(ARGV[i]); i = i + 1
+for _ = 1, shifts do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
   i = i + 2
-end
-local closed = tonumber(ARGV[i]); i = i + 1
-for _ = 1, closed do
-  redis.call('HDEL', KEYS[3], ARGV[i])
-  i = i + 1
 end
 return 1
 """
@@ -75,13 +70,11 @@ class LiveAggregates:
         args: list[Any] = [MARKER_TTL_S, self._keys.live, self.retention_s, len(payload["incr"])]
         for scope, grain, epoch, name, value in payload["incr"]:
             args += [scope, grain, epoch, name, repr(float(value))]
-        args.append(len(payload["open"]))
-        for key, value in payload["open"].items():
+        args.append(len(payload["shifts"]))
+        for key, value in payload["shifts"].items():
             args += [key, json.dumps(value)]
-        args.append(len(payload["closed"]))
-        args += payload["closed"]
         marker = self._keys.live_marker(f"{outbox_id}:{payload['nonce']}")
-        keys = [marker, self._keys.rebuild_lock, self._keys.open_shifts]
+        keys = [marker, self._keys.rebuild_lock, self._keys.shifts]
         return int(self._apply(keys=keys, args=args))
 
     def fields(self, scope: str, pieces: Iterable[tuple[str, datetime]]) -> Fields:
@@ -95,16 +88,28 @@ class LiveAggregates:
                 totals[name.decode()] += float(value)
         return dict(totals)
 
-    def open_shifts(self, site_id: str | None) -> list[Shift]:
-        """Return the open shifts (all sites, or one)."""
-        shifts = []
-        for key, value in self._client.hgetall(self._keys.open_shifts).items():
-            site, start, cost = json.loads(value)
+    def shifts(self, site_id: str | None) -> list[Shift]:
+        """Return the shifts of the retention window (all sites, or one), open ones included."""
+        found = []
+        for key, value in self._client.hgetall(self._keys.shifts).items():
+            site, start, end, cost = json.loads(value)
             if site_id is None or site == site_id:
                 source, event_id = json.loads(key)
-                start_time = datetime.fromtimestamp(start, UTC)
-                shifts.append(Shift((source, event_id), "", site, start_time, None, cost))
-        return shifts
+                end_time = None if end is None else datetime.fromtimestamp(end, UTC)
+                found.append(Shift((source, event_id), "", site, datetime.fromtimestamp(start, UTC), end_time, cost))
+        return found
+
+    def prune_shifts(self, before: datetime) -> int:
+        """Forget shifts that ended before ``before`` (out of every live window); return how many."""
+        cutoff = before.timestamp()
+        stale = [
+            key
+            for key, value in self._client.hgetall(self._keys.shifts).items()
+            if (end := json.loads(value)[2]) is not None and end < cutoff
+        ]
+        if stale:
+            self._client.hdel(self._keys.shifts, *stale)
+        return len(stale)
 
     def memory_bytes(self) -> int:
         """Return the memory the live hashes use (sampled with MEMORY USAGE)."""
@@ -120,7 +125,7 @@ class RebuildReport:
 
     hashes: int
     fields: int
-    open_shifts: int
+    shifts: int
     outbox_rows_folded: int
     seconds: float
 
@@ -152,10 +157,11 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
             rows = connection.execute(
                 sa.select(rollups).where(rollups.c.grain.in_(LIVE_GRAINS), rollups.c.bucket >= truncate(since, "h"))
             ).all()
-            open_rows = connection.execute(sa.select(shifts).where(shifts.c["end"].is_(None))).all()
+            shift_rows = connection.execute(
+                sa.select(shifts).where(sa.or_(shifts.c["end"].is_(None), shifts.c["end"] >= since))
+            ).all()
         log.info(
-            "rebuild_read",
-            extra={"rollup_rows": len(rows), "open_shifts": len(open_rows), "outbox_rows_folded": folded},
+            "rebuild_read", extra={"rollup_rows": len(rows), "shifts": len(shift_rows), "outbox_rows_folded": folded}
         )
         hashes: dict[str, dict[str, float]] = defaultdict(dict)
         expiry: dict[str, int] = {}
@@ -166,7 +172,7 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
             expiry[key] = epoch + retention_s
         for stale in list(client.scan_iter(match=f"{keys.live}*", count=1000)):
             client.delete(stale)
-        client.delete(keys.open_shifts)
+        client.delete(keys.shifts)
         pipe = client.pipeline(transaction=False)
         for number, (key, mapping) in enumerate(hashes.items(), 1):
             pipe.hset(key, mapping={name: repr(value) for name, value in mapping.items()})
@@ -174,17 +180,18 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
             if number % 1000 == 0:
                 pipe.execute()
                 log.info("rebuild_progress", extra={"hashes_written": number, "hashes_total": len(hashes)})
-        for row in open_rows:
+        for row in shift_rows:
+            end = None if row.end is None else aware(row.end).timestamp()
             pipe.hset(
-                keys.open_shifts,
+                keys.shifts,
                 shift_key((row.source, row.id)),
-                json.dumps([row.site_id, aware(row.start).timestamp(), row.hourly_cost]),
+                json.dumps([row.site_id, aware(row.start).timestamp(), end, row.hourly_cost]),
             )
         pipe.execute()
     finally:
         # Release only our own lock (it may have expired and been taken by another rebuild).
         if client.get(keys.rebuild_lock) == token.encode():
             client.delete(keys.rebuild_lock)
-    report = RebuildReport(len(hashes), len(rows), len(open_rows), folded, round(time.monotonic() - started, 3))
+    report = RebuildReport(len(hashes), len(rows), len(shift_rows), folded, round(time.monotonic() - started, 3))
     log.info("rebuild_done", extra=report.__dict__)
     return report

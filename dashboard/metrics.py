@@ -5,9 +5,9 @@ Three layers use them:
 - ``pair_samples`` and ``shift_intervals`` turn the events of some routes,
   orders or workers into latency samples and shifts, whatever order the
   events came in; the ingest worker runs them on the events a batch touches.
-- ``Contribution`` fields are what rollups add up per bucket (counts, labor
-  cost, histogram buckets); ``finalize`` turns summed fields into the
-  contract's answer.
+- rollup fields are what rollups add up per bucket (counts and histogram
+  buckets); labor cost is summed from shifts at query time; ``finalize``
+  turns summed fields and labor into the contract's answer.
 - ``reference_metrics`` computes the answer straight from a list of events,
   exactly (true p95s): the yardstick for tests and benchmarks.
 """
@@ -33,7 +33,6 @@ IDLE, DOCK, READY = "idle", "dock", "r2t"
 KINDS = {IDLE: "p95_driver_idle_s", DOCK: "p95_dock_wait_s", READY: "p95_ready_to_truck_s"}
 
 COUNT_FIELDS = ("attempts", "deliveries", "on_time", "first_attempts", "first_attempt_delivered")
-LABOR = "labor"
 FAIL_PREFIX = "fail:"
 
 Fields = dict[str, float]
@@ -246,26 +245,30 @@ def sample_field(kind: str, value: float) -> str:
     return f"{kind}:{bucket_of(value)}"
 
 
-def minute_costs(shift: Shift, end: datetime) -> Iterable[tuple[datetime, float]]:
-    """Yield (minute start, labor cost) for each minute the shift covers up to ``end``."""
-    rate = shift.hourly_cost / 3600
-    cursor = shift.start
-    while cursor < end:
-        minute = cursor.replace(second=0, microsecond=0)
-        step_end = min(end, minute + timedelta(minutes=1))
-        yield minute, (step_end - cursor).total_seconds() * rate
-        cursor = step_end
+def labor_by_bucket(
+    shifts: Iterable[Shift], first: datetime, size: timedelta, count: int, end: datetime, now: datetime
+) -> list[float]:
+    """Return the labor cost in each of ``count`` buckets of ``size`` from ``first``, the range cut at ``end``."""
+    totals = [0.0] * count
+    for shift in shifts:
+        shift_end = shift.end if shift.end is not None else max(now, shift.start)
+        low, high = max(shift.start, first), min(shift_end, end, first + size * count)
+        index = int((low - first) // size) if high > low else count
+        while index < count and first + size * index < high:
+            bucket = first + size * index
+            totals[index] += shift.cost_between(bucket, min(bucket + size, end), now)
+            index += 1
+    return totals
 
 
 # -- from summed fields to the contract's answer --------------------------------------
 
 
-def finalize(fields: Mapping[str, float], extra_labor: float = 0.0) -> dict[str, Any]:
-    """Return the contract's metric fields from the summed rollup fields of a range."""
+def finalize(fields: Mapping[str, float], labor: float = 0.0) -> dict[str, Any]:
+    """Return the contract's metric fields from the summed rollup fields and the labor cost of a range."""
     attempts = int(round(fields.get("attempts", 0)))
     deliveries = int(round(fields.get("deliveries", 0)))
     first_attempts = int(round(fields.get("first_attempts", 0)))
-    labor = fields.get(LABOR, 0.0) + extra_labor
     histograms: dict[str, dict[int, float]] = {kind: {} for kind in KINDS}
     failures: dict[str, int] = {}
     for name, value in fields.items():
@@ -313,7 +316,7 @@ def reference_metrics(
         for shift in shift_intervals(facts.values()).values()
         if site_id is None or shift.site_id == site_id
     )
-    result = finalize({**totals, LABOR: labor})
+    result = finalize(totals, labor)
     for kind, name in KINDS.items():
         result[name] = nearest_rank(sorted(values[kind]))
     return result

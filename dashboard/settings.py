@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tile colours of the wall screen. Rates are fractions; times in seconds; cost in the
+# currency of ``hourly_cost``. Where ``bad`` is below ``warn``, lower values are worse.
+DEFAULT_TILE_THRESHOLDS: dict[str, dict[str, float]] = {
+    "on_time_rate": {"warn": 0.95, "bad": 0.90},
+    "first_attempt_rate": {"warn": 0.92, "bad": 0.85},
+    "p95_driver_idle_s": {"warn": 600.0, "bad": 1200.0},
+    "dock_oldest_wait_s": {"warn": 900.0, "bad": 1800.0},
+    "backlog_per_active_picker": {"warn": 30.0, "bad": 60.0},
+    "cost_per_delivery": {"warn": 8.0, "bad": 12.0},
+}
 
 
 class Settings(BaseSettings):
@@ -55,10 +67,51 @@ class Settings(BaseSettings):
     # groups, then trimmed (never past what any group still needs).
     stream_retention_s: int = Field(default=600, ge=0)
 
-    @field_validator("redis_url", "database_url", mode="before")
+    # -- the dashboard -------------------------------------------------------------------
+    # Seconds between wall-screen refreshes; one shared computation per tick serves every screen.
+    refresh_s: float = Field(default=1.0, ge=0.2, le=60)
+    # Seconds between refreshes of the wall screen's sparklines (their history changes slowly).
+    sparkline_refresh_s: float = Field(default=10.0, ge=0.2, le=600)
+    # The range the wall screen's tiles cover, ending now: 15m, 1h or 24h.
+    wall_window: Literal["15m", "1h", "24h"] = "1h"
+    # Hours of history the sparklines show, and minutes between their points.
+    sparkline_hours: int = Field(default=6, ge=1, le=24)
+    sparkline_step_minutes: int = Field(default=15, ge=1, le=60)
+    # Seconds between refreshes of history pages (trade-offs); their cache never outlives it.
+    history_refresh_s: float = Field(default=30.0, ge=1, le=3600)
+    # Figures older than this (pipeline lag, or no answer from the server) get a stale warning.
+    stale_after_s: float = Field(default=30.0, ge=1)
+    # Tile colours: per metric, the "warn" and "bad" levels. Where bad < warn, lower is worse.
+    tile_thresholds: dict[str, dict[str, float]] = Field(default_factory=lambda: dict(DEFAULT_TILE_THRESHOLDS))
+    # The role the dashboard acts with until sign-in exists: operator or admin shows the
+    # mode controls; viewer or site_lead shows the state only (and the server refuses changes).
+    dashboard_role: Literal["viewer", "site_lead", "operator", "admin"] = "operator"
+    # The principal named in the audit for changes made with the dashboard's controls.
+    control_token_name: str = Field(default="wall-screen-operator", min_length=1, max_length=128)
+    # History cache: "redis" (shared by every web process; needs REDIS_URL) or "simple" (per process).
+    cache_backend: Literal["auto", "redis", "simple"] = "auto"
+
+    # -- alerts (docs/alerts.md) -----------------------------------------------------------
+    # A policy file to use instead of the shipped dashboard/alert_policies.toml; re-read when it changes.
+    alert_policies: Path | None = None
+    # Seconds between alert evaluations (one process evaluates, under a Redis lease).
+    alert_interval_s: float = Field(default=10.0, gt=0, le=15)
+
+    @field_validator("redis_url", "database_url", "alert_policies", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return value or None
+
+    @field_validator("tile_thresholds", mode="after")
+    @classmethod
+    def _thresholds_over_defaults(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        # Setting one metric's levels keeps the defaults of the others.
+        merged = {name: dict(levels) for name, levels in DEFAULT_TILE_THRESHOLDS.items()}
+        for name, levels in value.items():
+            if set(levels) != {"warn", "bad"}:
+                raise ValueError(f"tile_thresholds.{name}: give exactly 'warn' and 'bad', got {sorted(levels)}")
+            merged[name] = dict(levels)
+        return merged
 
     @property
     def embedded(self) -> bool:

@@ -68,10 +68,11 @@ SCENARIO_SPAN = timedelta(hours=3)
 
 PICKS_PER_HOUR = 12.5
 PACKS_PER_HOUR = 24.0
-STOPS_PER_ROUTE = (8, 14)
+STOPS_PER_ROUTE = (6, 10)
 DELIVERY_HOURS = (8, 20)  # promise windows start between these hours
 FIRST_ATTEMPT_SUCCESS = 0.9
 MAX_ATTEMPTS = 3
+EARLY_WAIT = timedelta(minutes=20)  # a driver this early waits for the window to open
 
 # Returns the modes as they are now: (mode, site_id or "*") -> a state with .enabled and .params.
 ModesReader = Callable[[], Mapping[tuple[str, str], Any]]
@@ -190,7 +191,7 @@ class Simulation:
                         "early" if n % 2 == 0 else "late",
                     )
                 )
-        doors = [f"D{n:02d}" for n in range(1, rng.randint(5, 8) + 1)]
+        doors = [f"D{n:02d}" for n in range(1, rng.randint(6, 9) + 1)]
         seed = f"{self.config.seed}:{site_id}:{int(self.start.timestamp())}"
         return SiteModel(
             site_id,
@@ -500,7 +501,7 @@ class Simulation:
         clock = departed
         for seq, order in enumerate(stops, 1):
             # The first leg drives out from the depot; then stop to stop.
-            actual = rng.lognormvariate(math.log(1200 if seq == 1 else 420), 0.35)
+            actual = rng.lognormvariate(math.log(1200 if seq == 1 else 360), 0.35)
             planned = actual / rng.uniform(0.97, 1.25)
             if unreliable:
                 planned = actual * (rng.uniform(0.85, 1.05) if cached else rng.uniform(0.45, 0.75))
@@ -529,6 +530,8 @@ class Simulation:
                 planned_drive_s=round(planned, 1),
             )
             attempt_at = arrival + timedelta(seconds=rng.uniform(30, 120))
+            if timedelta(0) < order.promised_start - attempt_at <= EARLY_WAIT:
+                attempt_at = order.promised_start + timedelta(seconds=rng.uniform(0, 60))  # wait for the window
             delivered = rng.random() < (FIRST_ATTEMPT_SUCCESS if order.attempt == 1 else 0.95)
             reason = None if delivered else rng.choices(list(FAILURE_REASONS), list(FAILURE_REASONS.values()))[0]
             self._emit(

@@ -71,8 +71,8 @@ class Keys:
         return f"{self.prefix}:rebuilding"
 
     @property
-    def open_shifts(self) -> str:
-        return f"{self.prefix}:open_shifts"
+    def shifts(self) -> str:
+        return f"{self.prefix}:shifts"
 
     def seen(self, source: str, event_id: str) -> bytes:
         """Return the duplicate-check key of (source, id), unambiguous and short."""

@@ -32,6 +32,7 @@ from sqlalchemy import exc as sa_exc
 
 from dashboard.aggregates import apply_batch
 from dashboard.db import live_outbox
+from dashboard.events import CORRELATION_FIELDS
 from dashboard.history import StoredEvent, UndecodableEntry
 from dashboard.live import LiveAggregates
 from dashboard.stream import ACK, DEAD_LETTER, GROUP, Keys, ensure_group
@@ -87,6 +88,7 @@ class IngestWorker:
         self._next_claim = 0.0
         self._next_housekeeping = 0.0
         self._backoff_s = 0.0
+        self._applied: list[int] = []  # outbox rows applied to Redis, deleted with the next commit
         self.processed = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -136,7 +138,9 @@ class IngestWorker:
         if now >= self._next_housekeeping:
             ensure_group(self._client, self._keys)
             self._housekeeping()
+            self.flush_applied()
             self.drain_outbox()
+            self._live.prune_shifts(datetime.now(UTC) - timedelta(seconds=self._live.retention_s))
             self._next_housekeeping = now + _HOUSEKEEPING_S
         entries = self._read()
         if not entries:
@@ -197,8 +201,11 @@ class IngestWorker:
     def _commit(self, batch: Sequence[StoredEvent]) -> None:
         """Commit the batch to history, then carry its rollup deltas to Redis."""
         live_since = datetime.now(UTC) - timedelta(seconds=self._live.retention_s)
+        applied = list(self._applied)
         with self._engine.begin() as connection:
+            _forget_outbox(connection, applied)  # the rows earlier batches applied: no commit of their own
             outbox = apply_batch(connection, batch, live_since)
+        del self._applied[: len(applied)]
         if outbox is not None:
             self._apply_live(*outbox)
 
@@ -206,8 +213,15 @@ class IngestWorker:
         # Applied at most once (a marker per outbox row); a row left behind by
         # a crash here is applied by housekeeping, and rebuild skips it.
         if self._live.apply(outbox_id, payload) >= 0:
+            self._applied.append(outbox_id)
+
+    def flush_applied(self) -> None:
+        """Delete the outbox rows already applied to Redis (when no batch comes to do it)."""
+        if self._applied:
+            applied = list(self._applied)
             with self._engine.begin() as connection:
-                connection.execute(live_outbox.delete().where(live_outbox.c.id == outbox_id))
+                _forget_outbox(connection, applied)
+            del self._applied[: len(applied)]
 
     def drain_outbox(self, older_than_s: float = 5.0) -> int:
         """Apply outbox rows that their worker left behind; return how many."""
@@ -261,6 +275,9 @@ class IngestWorker:
         }
         if stored is not None:
             context.update(event_id=stored.id, source=stored.source, site_id=stored.site_id)
+            # The order, route, worker... it concerns: what an operator searches the logs by.
+            ids = zip(CORRELATION_FIELDS, stored.correlation, strict=True)
+            context.update((name, value) for name, value in ids if value)
         if tries < self._max_tries:
             log.warning("entry_failed", extra=context)
             return
@@ -283,6 +300,11 @@ class IngestWorker:
         for consumer in self._client.xinfo_consumers(self._keys.stream, GROUP):
             if consumer["pending"] == 0 and consumer["idle"] > _IDLE_CONSUMER_MS:
                 self._client.xgroup_delconsumer(self._keys.stream, GROUP, consumer["name"])
+
+
+def _forget_outbox(connection: sa.Connection, outbox_ids: list[int]) -> None:
+    if outbox_ids:
+        connection.execute(live_outbox.delete().where(live_outbox.c.id.in_(outbox_ids)))
 
 
 def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:

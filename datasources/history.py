@@ -9,14 +9,48 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from dashboard.aggregates import NETWORK, aware
+from dashboard.aggregates import NETWORK, aware, truncate
 from dashboard.db import docks, events, orders, rollups, routes, shifts, sites, workers
-from dashboard.metrics import Shift, finalize, window_buckets
+from dashboard.metrics import GRAIN_SIZES, Shift, finalize, labor_by_bucket, window_buckets
 from dashboard.stream import StoreUnavailable
 
 __all__ = ["HistorySource", "SiteStateReader", "StoreUnavailable"]
 
 HISTORY_GRAINS = ("d", "h", "m")
+
+
+def _overlapping_shifts(start: datetime, end: datetime) -> sa.Select:
+    return sa.select(shifts.c.site_id, shifts.c.start, shifts.c["end"], shifts.c.hourly_cost).where(
+        shifts.c.start < end, sa.or_(shifts.c["end"].is_(None), shifts.c["end"] > start)
+    )
+
+
+def _shift(row: Any) -> Shift:
+    return Shift(
+        ("", ""), "", row.site_id, aware(row.start), None if row.end is None else aware(row.end), row.hourly_cost
+    )
+
+
+# Labor cost summed in the database: the overlap of each shift with the range
+# (an open shift runs to now), times its hourly cost.
+_LABOR_SQL = sa.text(
+    "SELECT COALESCE(SUM(GREATEST(0, EXTRACT(EPOCH FROM "
+    'LEAST(COALESCE("end", GREATEST(CAST(:now AS timestamptz), start)), CAST(:end AS timestamptz)) '
+    "- GREATEST(start, CAST(:start AS timestamptz)))) * hourly_cost / 3600), 0) "
+    'FROM shifts WHERE start < :end AND ("end" IS NULL OR "end" > :start) '
+    "AND (CAST(:site AS text) IS NULL OR site_id = :site)"
+)
+
+
+def _labor_cost(connection: sa.Connection, site_id: str | None, start: datetime, end: datetime, now: datetime) -> float:
+    """Return the labor cost of [start, end) for a site or the network."""
+    if connection.dialect.name == "postgresql":
+        params = {"start": start, "end": end, "now": now, "site": site_id}
+        return float(connection.execute(_LABOR_SQL, params).scalar_one())
+    query = _overlapping_shifts(start, end)
+    if site_id is not None:
+        query = query.where(shifts.c.site_id == site_id)
+    return sum(_shift(row).cost_between(start, end, now) for row in connection.execute(query))
 
 
 class HistorySource:
@@ -36,22 +70,97 @@ class HistorySource:
             .where(rollups.c.scope == (site_id or NETWORK), covered)
             .group_by(rollups.c.field)
         )
-        open_query = sa.select(shifts.c.site_id, shifts.c.start, shifts.c.hourly_cost).where(
-            shifts.c.end.is_(None), shifts.c.start < end
-        )
-        if site_id is not None:
-            open_query = open_query.where(shifts.c.site_id == site_id)
         try:
             with self._engine.connect() as connection:
                 fields = {name: value for name, value in connection.execute(field_query)} if ranges else {}
-                open_shifts = connection.execute(open_query).all()
+                labor = _labor_cost(connection, site_id, start, end, now)
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
             raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
-        open_labor = sum(
-            Shift(("", ""), "", row.site_id, aware(row.start), None, row.hourly_cost).cost_between(start, end, now)
-            for row in open_shifts
+        return finalize(fields, labor)
+
+    def series(
+        self, site_id: str | None, start: datetime, end: datetime, grain: str, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Return the metrics of each ``grain`` bucket ("h" or "d") from the one holding ``start`` up to ``end``.
+
+        Every bucket is listed, with null rates where it had no delivery.
+        """
+        per_scope = self._buckets([site_id or NETWORK], start, end, grain, now)
+        return per_scope.get(site_id or NETWORK, [])
+
+    def site_buckets(
+        self, start: datetime, end: datetime, grain: str, now: datetime
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Return, for every site (not the network), the metrics of each ``grain`` bucket in the range."""
+        return self._buckets(None, start, end, grain, now)
+
+    def _buckets(
+        self, scopes: list[str] | None, start: datetime, end: datetime, grain: str, now: datetime
+    ) -> dict[str, list[dict[str, Any]]]:
+        size = GRAIN_SIZES[grain]
+        first = truncate(start, grain)
+        moments = []
+        cursor = first
+        while cursor < end:
+            moments.append(cursor)
+            cursor += size
+        scope_filter = rollups.c.scope.in_(scopes) if scopes is not None else rollups.c.scope != NETWORK
+        query = (
+            sa.select(rollups.c.scope, rollups.c.bucket, rollups.c.field, sa.func.sum(rollups.c.value))
+            .where(rollups.c.grain == grain, rollups.c.bucket >= first, rollups.c.bucket < end, scope_filter)
+            .group_by(rollups.c.scope, rollups.c.bucket, rollups.c.field)
         )
-        return finalize(fields, open_labor)
+        shift_query = _overlapping_shifts(first, end)
+        if scopes is not None and NETWORK not in scopes:
+            shift_query = shift_query.where(shifts.c.site_id.in_(scopes))
+        try:
+            with self._engine.connect() as connection:
+                rows = connection.execute(query).all()
+                shift_rows = connection.execute(shift_query).all()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+        fields: dict[str, dict[datetime, dict[str, float]]] = {}
+        for scope, bucket, name, value in rows:
+            fields.setdefault(scope, {}).setdefault(aware(bucket), {})[name] = value
+        all_shifts = [_shift(row) for row in shift_rows]
+        for shift in all_shifts:  # a site with only shifts still has a cost
+            if scopes is None:
+                fields.setdefault(shift.site_id, {})
+        answer = {}
+        for scope in scopes if scopes is not None else sorted(fields):
+            mine = [shift for shift in all_shifts if scope == NETWORK or shift.site_id == scope]
+            labor = labor_by_bucket(mine, first, size, len(moments), end, now)
+            answer[scope] = [
+                {"bucket": moment, **finalize(fields.get(scope, {}).get(moment, {}), labor[i])}
+                for i, moment in enumerate(moments)
+            ]
+        return answer
+
+    def mode_changes(self, start: datetime, end: datetime, site_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the ``mode.changed`` events in [start, end), oldest first; for a site, its own and network-wide."""
+        query = (
+            sa.select(events.c.time, events.c.site_id, events.c.payload)
+            .where(events.c.type == "mode.changed", events.c.time >= start, events.c.time < end)
+            .order_by(events.c.time, events.c.id)
+        )
+        if site_id is not None:
+            query = query.where(events.c.site_id.in_((site_id, NETWORK)))
+        try:
+            with self._engine.connect() as connection:
+                rows = connection.execute(query).all()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+        return [
+            {
+                "time": aware(row.time),
+                "site_id": row.site_id,
+                "mode": row.payload["data"]["mode"],
+                "enabled": row.payload["data"]["enabled"],
+                "actor": row.payload["data"]["actor"],
+                "reason": row.payload["data"]["reason"],
+            }
+            for row in rows
+        ]
 
 
 # -- current state of a site --------------------------------------------------------
@@ -157,6 +266,84 @@ class SiteStateReader:
             "stuck_orders": stuck,
             "stuck_count": stuck_count,
         }
+
+    def summaries(self, now: datetime) -> dict[str, dict[str, Any]]:
+        """Return, for every site, the few current-state figures of a wall screen, in a handful of queries.
+
+        The figures are those ``state`` gives (trucks waiting, backlog, pickers,
+        stuck orders...), grouped by site instead of read site by site.
+        """
+        return self._run(lambda connection: self._summaries(connection, now))
+
+    def _summaries(self, connection: sa.Connection, now: datetime) -> dict[str, dict[str, Any]]:
+        answer: dict[str, dict[str, Any]] = {
+            row.site_id: {
+                "trucks_waiting": 0,
+                "oldest_wait_s": None,
+                "backlog": 0,
+                "pickers": 0,
+                "backlog_per_active_picker": None,
+                "stuck_count": 0,
+                "out_of_service": [],
+                "last_event_at": _iso(row.last_event_time),
+            }
+            for row in connection.execute(sa.select(sites.c.site_id, sites.c.last_event_time))
+        }
+        waiting = connection.execute(
+            sa.select(routes.c.site_id, sa.func.count(), sa.func.min(routes.c.arrived_at))
+            .where(
+                routes.c.dock_id.is_not(None),
+                routes.c.arrived_at >= now - TRUCK_HORIZON,
+                routes.c.loading_started_at.is_(None),
+                routes.c.departed_at.is_(None),
+            )
+            .group_by(routes.c.site_id)
+        )
+        for site_id, count, first in waiting:
+            if site_id in answer:
+                answer[site_id]["trucks_waiting"] = count
+                answer[site_id]["oldest_wait_s"] = max(0.0, (now - aware(first)).total_seconds())
+        backlog = connection.execute(
+            sa.select(orders.c.site_id, sa.func.count())
+            .where(orders.c.stage.in_(BACKLOG_STAGES))
+            .group_by(orders.c.site_id)
+        )
+        for site_id, count in backlog:
+            if site_id in answer:
+                answer[site_id]["backlog"] = count
+        pickers = connection.execute(
+            sa.select(workers.c.site_id, sa.func.count())
+            .where(workers.c.shift_state == "on", workers.c.role == "picker")
+            .group_by(workers.c.site_id)
+        )
+        for site_id, count in pickers:
+            if site_id in answer:
+                answer[site_id]["pickers"] = count
+        stuck = connection.execute(
+            sa.select(orders.c.site_id, sa.func.count()).where(self._stuck_condition(now)).group_by(orders.c.site_id)
+        )
+        for site_id, count in stuck:
+            if site_id in answer:
+                answer[site_id]["stuck_count"] = count
+        out = connection.execute(
+            sa.select(docks.c.site_id, docks.c.dock_id, docks.c.reason)
+            .where(docks.c.status == "out_of_service")
+            .order_by(docks.c.site_id, docks.c.dock_id)
+        )
+        for site_id, dock_id, reason in out:
+            if site_id in answer:
+                answer[site_id]["out_of_service"].append([dock_id, reason or ""])
+        for figures in answer.values():
+            if figures["pickers"]:
+                figures["backlog_per_active_picker"] = figures["backlog"] / figures["pickers"]
+        return answer
+
+    def _stuck_condition(self, now: datetime) -> sa.ColumnElement[bool]:
+        late = sa.and_(orders.c.promised_end.is_not(None), orders.c.promised_end < now)
+        stalled = [
+            sa.and_(orders.c.stage == stage, orders.c.stage_time < now - limit) for stage, limit in self._stuck.items()
+        ]
+        return sa.and_(orders.c.stage.is_not(None), orders.c.stage.not_in(DONE_STAGES), sa.or_(late, *stalled))
 
     def _stuck_orders(self, connection: sa.Connection, site_id: str, now: datetime) -> tuple[list[dict], int]:
         late = sa.and_(orders.c.promised_end.is_not(None), orders.c.promised_end < now)

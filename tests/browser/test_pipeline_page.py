@@ -20,6 +20,7 @@ def test_pipeline_page_shows_the_live_counters(dash_duo, app, runtime):
         ingestor.submit([make_event(event_id=f"p{i}") for i in range(1200)])
         ingestor.submit([make_event(event_id="p1"), make_event("delivery.attempted", attempt=0)])
         dash_duo.start_server(app)
+        dash_duo.wait_for_page(f"{dash_duo.server_url}/pipeline")
         dash_duo.wait_for_text_to_equal("[data-tile='accepted'] .tile-value", "1,200", timeout=10)
         dash_duo.wait_for_text_to_equal("[data-tile='backlog'] .tile-value", "0", timeout=10)
         status = pipeline_status(runtime.redis, runtime.keys)
