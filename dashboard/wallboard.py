@@ -12,7 +12,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +185,23 @@ def network_summary(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 # -- alerts, modes, freshness -------------------------------------------------------------------
 
 
+BAND_SEVERITY = {"critical": "bad", "warning": "warn", "info": "info"}
+
+
+def engine_alerts(active: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Return the alert engine's open (then acknowledged) alerts for the band: worst first, newest first."""
+    order = {"critical": 0, "warning": 1, "info": 2}
+    ranked = sorted(active, key=lambda a: (a["status"] != "open", order.get(a["severity"], 3), -a["opened_at"]))
+    return [
+        {
+            "severity": BAND_SEVERITY.get(alert["severity"], "warn"),
+            "scope": alert["site_id"],
+            "text": alert["message"] + (" (acknowledged)" if alert["status"] == "acknowledged" else ""),
+        }
+        for alert in ranked
+    ]
+
+
 def open_alerts(
     rows: list[dict[str, Any]],
     summaries: Mapping[str, Mapping[str, Any]],
@@ -301,6 +318,7 @@ def build_snapshot(
     errors: list[str],
     thresholds: Mapping[str, Mapping[str, float]],
     stale_after_s: float,
+    active_alerts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Return the wall screen's snapshot (plain JSON-able values) from what the sources answered."""
     pipeline_dict = None if pipeline is None else pipeline.as_dict()
@@ -321,7 +339,7 @@ def build_snapshot(
         "pipeline": pipeline_dict,
         "freshness": {**fresh, "stale": stale},
         "modes": modes,
-        "alerts": open_alerts(rows, summaries, pipeline_dict, fresh["stale"]),
+        "alerts": engine_alerts(active_alerts) + open_alerts(rows, summaries, pipeline_dict, fresh["stale"]),
         "errors": errors,
         "focus": {scope: focus_text(scope, summaries.get(scope), modes) for scope in site_ids},
     }
@@ -358,6 +376,11 @@ def collect(sources: Sources, now: datetime) -> dict[str, Any]:
         modes = active_modes(sources.modes.current())
     except StoreUnavailable as error:
         errors.append(f"Modes unavailable: {error}")
+    active: list[dict[str, Any]] = []
+    try:
+        active = [{**alert.as_dict(), "opened_at": alert.opened_at.timestamp()} for alert in sources.alerts.active()]
+    except StoreUnavailable as error:
+        errors.append(f"Alerts unavailable: {error}")
     return build_snapshot(
         now,
         settings.wall_window,
@@ -369,6 +392,7 @@ def collect(sources: Sources, now: datetime) -> dict[str, Any]:
         errors,
         settings.tile_thresholds,
         settings.stale_after_s,
+        active,
     )
 
 

@@ -22,6 +22,7 @@ from dashboard.observability import install_observability
 from dashboard.runtime import Runtime
 from dashboard.settings import Settings
 from dashboard.wallboard import build_snapshot
+from datasources.alerts import AlertReader
 from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
 from datasources.sources import ModeControls, Sources
@@ -58,6 +59,7 @@ def build_sources(runtime: Runtime, cache: Cache) -> Sources:
         state=SiteStateReader(runtime.engine, settings.stuck_minutes),
         modes=ModeControls(runtime.engine, runtime.redis, runtime.keys, settings.dedup_ttl_s),
         cache=cache,
+        alerts=AlertReader(runtime.engine),
     )
 
 

@@ -267,3 +267,20 @@ def _insert(connection: sa.Connection, condition: Condition, now: datetime) -> i
         )
     )
     return int(inserted.inserted_primary_key[0])
+
+
+class AlertReader:
+    """The alerts the wall screen shows, for the page sources."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def active(self) -> list[Alert]:
+        """Return the open and acknowledged alerts, newest first."""
+        statement = (
+            sa.select(alerts)
+            .where(alerts.c.status.in_(("open", "acknowledged")))
+            .order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
+            .limit(MAX_LIST)
+        )
+        return _read(self._engine, statement)

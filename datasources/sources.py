@@ -18,6 +18,7 @@ from dashboard.modes import CATALOGUE, AuditEntry, AuditQuery, Mode, ModeChange,
 from dashboard.settings import Settings
 from dashboard.stream import Keys
 from datasources import modes as mode_store
+from datasources.alerts import AlertReader
 from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
 
@@ -64,6 +65,7 @@ class Sources:
     state: SiteStateReader
     modes: ModeControls
     cache: Cache
+    alerts: AlertReader
 
     @property
     def controls_enabled(self) -> bool:

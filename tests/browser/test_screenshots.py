@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dashboard.modes import ModeChange
+from dashboard.simulator import Config, simulate, site_ids
 from tests.browser.conftest import drain
-from tests.helpers import make_event, network_day
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-SITES = ("SEA1", "PDX2", "SFO3", "LAX4", "DEN5", "ORD6", "ATL7", "BOS8")
 
 
 @pytest.fixture
@@ -22,61 +20,41 @@ def settings(settings):  # type: ignore[no-untyped-def]
     return settings.model_copy(update={"wall_window": "24h"})
 
 
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def write(self, batch: list[dict]) -> None:
+        self.events.extend(batch)
+
+
 def test_screenshots_of_every_page(dash_duo, app, runtime):
+    # A simulated day of six sites, with a dock outage and a sick wave in the last hours.
     now = datetime.now(UTC)
-    events = network_day(random.Random(11), now, SITES)
-    events += [
-        make_event(
-            "dock.status_changed",
-            time=now - timedelta(minutes=40),
-            site_id="SEA1",
-            dock_id="D1",
-            status="out_of_service",
-            reason="door motor fault",
-        ),
-        make_event("truck.arrived", time=now - timedelta(minutes=25), site_id="SEA1", route_id="SEA1-R9", dock_id="D0"),
-        make_event("truck.arrived", time=now - timedelta(minutes=9), site_id="SEA1", route_id="SEA1-R10", dock_id="D0"),
-    ]
-    late = {"promised_start": "2026-01-01T08:00:00Z", "promised_end": "2026-01-01T10:00:00Z"}
-    later = {
-        "promised_start": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "promised_end": (now + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    for n in range(6):  # orders stuck at SEA1: some past their promise, some stalled at picking
-        order = f"SEA1-S{n}"
-        events.append(
-            make_event(
-                "order.created",
-                time=now - timedelta(hours=5 - n * 0.3),
-                site_id="SEA1",
-                order_id=order,
-                priority="express" if n % 3 == 0 else "standard",
-                **(late if n % 2 else later),
-            )
-        )
-        events.append(
-            make_event(
-                "order.picked",
-                time=now - timedelta(hours=3 - n * 0.2),
-                site_id="SEA1",
-                order_id=order,
-                worker_id="SEA1-W0",
-            )
-        )
-    runtime.ingestor().submit(events)
+    first, second = site_ids(6, 3)[:2]
+    sink = ListSink()
+    config = Config(sites=6, seed=3, scenarios=[("dock_outage", first), ("picker_sick_wave", second)])
+    simulate(config, sink, end=now)
+    for start in range(0, len(sink.events), 1000):
+        runtime.ingestor().submit(sink.events[start : start + 1000])
     drain(runtime)
     sources = app.server.config["WALL"].sources
-    sources.modes.change(ModeChange("priority_only", "SEA1", True, "dock D1 down, express first"), "ops-lead", now)
+    sources.modes.change(ModeChange("priority_only", second, True, "a third of the pickers are out"), "ops-lead", now)
     drain(runtime)
+    order = next(  # the latest delivery of the first site: a full trail
+        e["data"]["order_id"]
+        for e in reversed(sink.events)
+        if e["type"] == "delivery.attempted" and e["data"]["site_id"] == first
+    )
     # The viewport itself is 1920x1080 (a window of that size has a smaller viewport).
     dash_duo.driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False}
     )
     dash_duo.start_server(app)
     pages = {
-        "wall.png": ("/", "[data-scope='BOS8'][data-tile='on_time_rate']"),
-        "site.png": ("/sites/SEA1", "[data-door='D1']"),
-        "order.png": ("/orders/SEA1-O01", ".ag-row"),
+        "wall.png": ("/", f"[data-scope='{second}'][data-tile='on_time_rate']"),
+        "site.png": (f"/sites/{first}", "[data-door='D01']"),
+        "order.png": (f"/orders/{order}", ".ag-row"),
         "tradeoffs.png": ("/tradeoffs", "#trade-series .main-svg"),
         "pipeline.png": ("/pipeline", "[data-tile='accepted'] .tile-value"),
     }

@@ -69,3 +69,31 @@ def test_many_screens_share_one_computation_per_tick(app, runtime):
     assert wall.snapshot.computations == 1
     assert [row["scope"] for row in snapshot["rows"]] == ["*", *sorted(SITES)]
     assert collect(wall.sources, datetime.now(UTC))["errors"] == []
+
+
+def test_the_band_leads_with_the_alert_engines_open_alerts(app, runtime):
+    from dashboard.db import alerts
+
+    runtime.ingestor().submit(network_day(random.Random(8), datetime.now(UTC), SITES))
+    drain(runtime)
+    now = datetime.now(UTC)
+    with runtime.engine.begin() as connection:
+        for rule, severity, status, message in (
+            ("dock_queue", "critical", "open", "SEA1: a truck has waited 41 min at door D7"),
+            ("stuck_orders", "warning", "resolved", "PDX2: 60 stuck orders"),
+        ):
+            connection.execute(
+                alerts.insert().values(
+                    rule=rule,
+                    site_id=message[:4],
+                    severity=severity,
+                    status=status,
+                    opened_at=now,
+                    message=message,
+                    last_true_at=now,
+                    resolved_at=now if status == "resolved" else None,
+                )
+            )
+    band = collect(app.server.config["WALL"].sources, now)["alerts"]
+    assert band[0] == {"severity": "bad", "scope": "SEA1", "text": "SEA1: a truck has waited 41 min at door D7"}
+    assert all(item["text"] != "PDX2: 60 stuck orders" for item in band)  # resolved: gone from the band

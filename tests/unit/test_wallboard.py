@@ -255,3 +255,32 @@ def test_before_and_after() -> None:
     assert rows["on_time_rate"]["delta"] == "+5.0 pts"
     assert rows["deliveries"]["delta"] == "+4"
     assert rows["cost_per_delivery"]["delta"] == "—"
+
+
+def test_engine_alerts_lead_the_band_worst_and_newest_first():
+    from dashboard.wallboard import engine_alerts
+
+    def alert(rule, severity, status, opened_at):  # type: ignore[no-untyped-def]
+        return {
+            "rule": rule,
+            "site_id": "SEA1",
+            "severity": severity,
+            "status": status,
+            "opened_at": opened_at,
+            "message": f"SEA1: {rule}",
+        }
+
+    band = engine_alerts(
+        [
+            alert("on_time_drop", "warning", "open", 100.0),
+            alert("dock_queue", "critical", "open", 50.0),
+            alert("stuck_orders", "warning", "open", 200.0),
+            alert("pipeline_lag", "critical", "acknowledged", 300.0),
+        ]
+    )
+    assert [(a["severity"], a["text"]) for a in band] == [
+        ("bad", "SEA1: dock_queue"),
+        ("warn", "SEA1: stuck_orders"),
+        ("warn", "SEA1: on_time_drop"),
+        ("bad", "SEA1: pipeline_lag (acknowledged)"),
+    ]
