@@ -255,7 +255,7 @@ def test_rate_drops_below_target_with_enough_volume():
     found = {c.key: c for c in conditions(snapshot(live=live), DEFAULTS)}
     assert set(found) == {("on_time_drop", "SEA1"), ("first_attempt_drop", "PDX2")}
     assert (
-        "on-time rate over the last hour is 80.0% (target 90.0%, 40 deliveries)"
+        "on-time rate over the last hour is 80.0% (target 85.0%, 40 deliveries)"
         in found[("on_time_drop", "SEA1")].message
     )
     assert found[("on_time_drop", "SEA1")].severity == "critical"
