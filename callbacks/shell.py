@@ -46,7 +46,8 @@ def render(route: shell.Route, sources: Sources, wall: WallData) -> tuple[Any, A
         if not _SITE_ID.fullmatch(route.arg):
             return site_callbacks.unknown_site(route.arg), navigation
         controls = controls_callbacks.controls(sources, sites, route.arg)
-        return site_layout.layout(route.arg, int(site_callbacks.SITE_REFRESH_S * 1000), controls), navigation
+        refresh_ms = int(site_callbacks.SITE_REFRESH_S * 1000)
+        return site_layout.layout(route.arg, refresh_ms, controls, sources.controls_enabled), navigation
     if route.page == "order":
         assert route.arg is not None
         return order_layout.layout(route.arg), navigation

@@ -9,6 +9,7 @@ from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, no_update
 
+from callbacks.site import history_message
 from dashboard.stream import StoreUnavailable
 from dashboard.wallboard import format_value
 from datasources.sources import Sources
@@ -130,6 +131,19 @@ def compare_rows(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str
     return rows
 
 
+def alert_marks(alerts: list[Any], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Return one mark per alert opening and resolution inside [start, end), oldest first (for the charts)."""
+    marks = []
+    for alert in alerts:
+        scope = "network" if alert.site_id == "*" else alert.site_id
+        base = {"rule": alert.rule, "scope": scope, "severity": alert.severity, "message": alert.message}
+        if start <= alert.opened_at < end:
+            marks.append({**base, "time": _iso(alert.opened_at), "kind": "opened", "by": None})
+        if alert.resolved_at is not None and start <= alert.resolved_at < end:
+            marks.append({**base, "time": _iso(alert.resolved_at), "kind": "resolved", "by": alert.resolved_by})
+    return sorted(marks, key=lambda mark: mark["time"])
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -146,6 +160,7 @@ def register(app: Dash, sources: Sources) -> None:
             totals = sources.history.metrics(site, start, end, now)
             site_days = sources.history.site_buckets(start, end, "d", now)
             changes = sources.history.mode_changes(start, end, site)
+            alerts = alert_marks(sources.alerts.between(start, end, site), start, end)
             return {
                 "series": [{**point, "bucket": _iso(point["bucket"])} for point in series],
                 "failure_reasons": totals["failure_reasons"],
@@ -162,6 +177,7 @@ def register(app: Dash, sources: Sources) -> None:
                     }
                     for c in changes
                 ],
+                "alerts": alerts,
                 "as_of": now.strftime("%H:%M:%S UTC"),
             }
 
@@ -197,11 +213,11 @@ def register(app: Dash, sources: Sources) -> None:
         start, end, grain = query_range(first, last, datetime.now(UTC))
         try:
             data = view(scope, start, end, grain)
-        except StoreUnavailable as error:
-            return (no_update,) * 7 + (f"History unavailable: {error}", False)
+        except StoreUnavailable:
+            return (no_update,) * 7 + (history_message(sources), False)
         step = "hourly" if grain == "h" else "daily"
         return (
-            trade_layout.series_figure(data["series"], data["changes"]),
+            trade_layout.series_figure(data["series"], data["changes"], data["alerts"]),
             trade_layout.failures_figure(data["failure_reasons"]),
             trade_layout.scatter_figure(scatter_points(data["site_days"], scope)),
             table_rows(data["series"], scope),
@@ -243,8 +259,8 @@ def register(app: Dash, sources: Sources) -> None:
                 if end > moment
                 else {}
             )
-        except StoreUnavailable as error:
-            return f"History unavailable: {error}"
+        except StoreUnavailable:
+            return history_message(sources)
         return trade_layout.compare_table(compare_rows(before, after))
 
     @app.callback(

@@ -9,7 +9,7 @@ from dash import ALL, Dash, Input, Output, Patch, State, html, no_update
 
 from callbacks.pipeline import pipeline_tiles
 from dashboard.stream import PipelineStatus
-from dashboard.wallboard import NO_VALUE, SharedSnapshot, collect, collect_series
+from dashboard.wallboard import NO_VALUE, LastGood, SharedSnapshot, collect, collect_series
 from datasources.sources import Sources
 from layouts import ids
 from layouts import wall as wall_layout
@@ -26,7 +26,11 @@ class WallData:
     def __init__(self, sources: Sources) -> None:
         settings = sources.settings
         self.sources = sources
-        self.snapshot = SharedSnapshot(sources.cache, "snapshot", settings.refresh_s, lambda now: collect(sources, now))
+        # The last figures each store gave: shown, marked stale, while that store is down.
+        self.last_good = LastGood()
+        self.snapshot = SharedSnapshot(
+            sources.cache, "snapshot", settings.refresh_s, lambda now: collect(sources, now, self.last_good)
+        )
         self.series = SharedSnapshot(
             sources.cache, "series", settings.sparkline_refresh_s, lambda now: collect_series(sources, now)
         )

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     dashboard_role: Literal["viewer", "site_lead", "operator", "admin"] = "operator"
     # The principal named in the audit for changes made with the dashboard's controls.
     control_token_name: str = Field(default="wall-screen-operator", min_length=1, max_length=128)
+    # Circuit breakers around Redis and the database (datasources/breaker.py): this many
+    # consecutive failures open one; it then fails fast and lets one trial call through
+    # every BREAKER_RESET_S (keep it at most REFRESH_S, so a store that is back shows within a tick).
+    breaker_failures: int = Field(default=3, ge=1, le=100)
+    breaker_reset_s: float = Field(default=1.0, gt=0, le=60)
     # History cache: "redis" (shared by every web process; needs REDIS_URL) or "simple" (per process).
     cache_backend: Literal["auto", "redis", "simple"] = "auto"
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -186,9 +187,21 @@ def network_summary(summaries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 BAND_SEVERITY = {"critical": "bad", "warning": "warn", "info": "info"}
+# Where each rule's alert is explained on the site page (element ids of layouts/site.py).
+ALERT_ANCHORS = {"dock_queue": "site-doors", "labor_imbalance": "site-labor", "stuck_orders": "site-stuck"}
+# The tiles whose trouble a site page panel explains.
+TILE_ANCHORS = {"dock_queue": "site-doors", "backlog_per_active_picker": "site-labor"}
 
 
-def engine_alerts(active: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+def alert_href(rule: str | None, scope: str) -> str:
+    """Return the page (and anchor) that explains an alert: the site's panel, or the pipeline page network-wide."""
+    if scope == NETWORK:
+        return "/pipeline"
+    anchor = ALERT_ANCHORS.get(rule or "")
+    return f"/sites/{scope}" + (f"#{anchor}" if anchor else "")
+
+
+def engine_alerts(active: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Return the alert engine's open (then acknowledged) alerts for the band: worst first, newest first."""
     order = {"critical": 0, "warning": 1, "info": 2}
     ranked = sorted(active, key=lambda a: (a["status"] != "open", order.get(a["severity"], 3), -a["opened_at"]))
@@ -197,6 +210,7 @@ def engine_alerts(active: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
             "severity": BAND_SEVERITY.get(alert["severity"], "warn"),
             "scope": alert["site_id"],
             "text": alert["message"] + (" (acknowledged)" if alert["status"] == "acknowledged" else ""),
+            "href": alert_href(alert.get("rule"), alert["site_id"]),
         }
         for alert in ranked
     ]
@@ -207,26 +221,27 @@ def open_alerts(
     summaries: Mapping[str, Mapping[str, Any]],
     pipeline: Mapping[str, Any] | None,
     stale: bool,
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """Return the open alerts, worst first: bad tiles, pipeline trouble, doors out of service, stuck orders."""
-    found: list[dict[str, str]] = []
+    found: list[dict[str, Any]] = []
     if stale:
-        found.append({"severity": "bad", "scope": NETWORK, "text": "figures are stale"})
+        found.append({"severity": "bad", "scope": NETWORK, "text": "figures are stale", "href": "/pipeline"})
     if pipeline is not None:
         if pipeline.get("dead_letters"):
-            found.append({"severity": "bad", "scope": NETWORK, "text": f"{pipeline['dead_letters']:,} dead letters"})
+            found.append(
+                {
+                    "severity": "bad",
+                    "scope": NETWORK,
+                    "text": f"{pipeline['dead_letters']:,} dead letters",
+                    "href": "/pipeline",
+                }
+            )
         if pipeline.get("consumers") == 0:
-            found.append({"severity": "bad", "scope": NETWORK, "text": "no ingest worker"})
+            found.append({"severity": "bad", "scope": NETWORK, "text": "no ingest worker", "href": "/pipeline"})
     for row in rows:
         for tile in row["tiles"].values():
             if tile["state"] == "bad":
-                found.append(
-                    {
-                        "severity": "bad",
-                        "scope": row["scope"],
-                        "text": f"{row['label']}: {tile['label'].lower()} {tile['text']}",
-                    }
-                )
+                found.append(_tile_alert("bad", row, tile))
     for scope, summary in summaries.items():
         if scope == NETWORK:
             continue
@@ -236,23 +251,35 @@ def open_alerts(
                     "severity": "warn",
                     "scope": scope,
                     "text": f"{scope}: door {dock_id} out of service" + (f" ({reason})" if reason else ""),
+                    "href": alert_href("dock_queue", scope),
                 }
             )
         if summary.get("stuck_count"):
             found.append(
-                {"severity": "warn", "scope": scope, "text": f"{scope}: {summary['stuck_count']:,} stuck orders"}
+                {
+                    "severity": "warn",
+                    "scope": scope,
+                    "text": f"{scope}: {summary['stuck_count']:,} stuck orders",
+                    "href": alert_href("stuck_orders", scope),
+                }
             )
     for row in rows:
         for tile in row["tiles"].values():
             if tile["state"] == "warn":
-                found.append(
-                    {
-                        "severity": "warn",
-                        "scope": row["scope"],
-                        "text": f"{row['label']}: {tile['label'].lower()} {tile['text']}",
-                    }
-                )
+                found.append(_tile_alert("warn", row, tile))
     return found
+
+
+def _tile_alert(severity: str, row: Mapping[str, Any], tile: Mapping[str, Any]) -> dict[str, Any]:
+    scope = row["scope"]
+    anchor = TILE_ANCHORS.get(tile["metric"])
+    href = "/" if scope == NETWORK else f"/sites/{scope}" + (f"#{anchor}" if anchor else "")
+    return {
+        "severity": severity,
+        "scope": scope,
+        "text": f"{row['label']}: {tile['label'].lower()} {tile['text']}",
+        "href": href,
+    }
 
 
 def active_modes(states: Mapping[tuple[str, str], ModeState]) -> list[dict[str, Any]]:
@@ -345,9 +372,50 @@ def build_snapshot(
     }
 
 
-def collect(sources: Sources, now: datetime) -> dict[str, Any]:
-    """Read every source once and build the snapshot; a store that is down becomes an error line."""
+@dataclass
+class LastGood:
+    """The last figures each store gave, shown (and said to be stale) while that store is down.
+
+    One per app, held by the wall screen's snapshot holder (``callbacks.wall.WallData``).
+    """
+
+    site_ids: list[str] = field(default_factory=list)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state_at: datetime | None = None
+    figures: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    live_at: datetime | None = None
+    modes: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stale_line(store: str, what: str, since: datetime | None, error: object) -> str:
+    """Return the banner line for a store that is down: since when its figures are stale."""
+    if since is None:
+        return f"{store} unreachable: no {what} yet ({error})"
+    return f"{store} unreachable: {what} stale since {since.strftime('%H:%M:%S')} UTC (last known figures shown)"
+
+
+def history_unavailable(database: str, since: datetime | None) -> str:
+    """Return the plain message of a history view while the database is down."""
+    when = f" since {since.strftime('%H:%M:%S')} UTC" if since is not None else ""
+    return f"History is unavailable ({database} unreachable{when}); live figures continue"
+
+
+def database_name(database_url: str | None) -> str:
+    """Return how the pages name the history store."""
+    return "PostgreSQL" if database_url and not database_url.startswith("sqlite") else "the database"
+
+
+def collect(sources: Sources, now: datetime, memory: LastGood | None = None) -> dict[str, Any]:
+    """Read every source once and build the snapshot; a store that is down becomes an error line.
+
+    With ``memory``, what a store that is down last gave is shown instead of
+    nothing, and the line says since when it is stale.
+    """
     settings = sources.settings
+    memory = memory if memory is not None else LastGood()
+    database = database_name(settings.database_url)
+    database = database[:1].upper() + database[1:]
     errors: list[str] = []
     site_ids: list[str] = []
     summaries: dict[str, dict[str, Any]] = {}
@@ -355,8 +423,10 @@ def collect(sources: Sources, now: datetime) -> dict[str, Any]:
         summaries = sources.state.summaries(now)
         site_ids = sorted(summaries)
         summaries[NETWORK] = network_summary(summaries.values())
+        memory.site_ids, memory.summaries, memory.state_at = site_ids, summaries, now
     except StoreUnavailable as error:
-        errors.append(f"Site state unavailable: {error}")
+        site_ids, summaries = list(memory.site_ids), dict(memory.summaries)
+        errors.append(stale_line(database, "site state", memory.state_at, error))
     window = WINDOWS[settings.wall_window]
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     figures: dict[str, dict[str, Any] | None] = {}
@@ -365,22 +435,29 @@ def collect(sources: Sources, now: datetime) -> dict[str, Any]:
         for scope in [NETWORK, *site_ids]:
             figures[scope] = sources.live.metrics(None if scope == NETWORK else scope, end - window, end, now)
         pipeline = sources.live.pipeline()
-        if summaries:
+        memory.figures, memory.live_at = dict(figures), now
+    except StoreUnavailable as error:
+        figures = {scope: memory.figures.get(scope) for scope in [NETWORK, *site_ids]}
+        errors.append(stale_line("Redis", "live figures", memory.live_at, error))
+    if pipeline is not None and summaries and memory.state_at == now:
+        try:
             sources.live.record_samples(
                 now.replace(second=0, microsecond=0), _sampled(summaries), timedelta(hours=settings.sparkline_hours)
             )
-    except StoreUnavailable as error:
-        errors.append(f"Live figures unavailable: {error}")
-    modes: list[dict[str, Any]] = []
+        except StoreUnavailable as error:
+            log.debug("wall_samples_skipped", extra={"error": str(error)})
+    modes: list[dict[str, Any]] = memory.modes
     try:
         modes = active_modes(sources.modes.current())
+        memory.modes = modes
     except StoreUnavailable as error:
-        errors.append(f"Modes unavailable: {error}")
-    active: list[dict[str, Any]] = []
+        log.debug("wall_modes_unavailable", extra={"error": str(error)})
+    active: list[dict[str, Any]] = memory.alerts
     try:
         active = [{**alert.as_dict(), "opened_at": alert.opened_at.timestamp()} for alert in sources.alerts.active()]
+        memory.alerts = active
     except StoreUnavailable as error:
-        errors.append(f"Alerts unavailable: {error}")
+        log.debug("wall_alerts_unavailable", extra={"error": str(error)})
     return build_snapshot(
         now,
         settings.wall_window,

@@ -23,6 +23,8 @@ from dashboard.runtime import Runtime
 from dashboard.settings import Settings
 from dashboard.wallboard import build_snapshot
 from datasources.alerts import AlertReader
+from datasources.breaker import StoreBreakers
+from datasources.cache import GuardedCache
 from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
 from datasources.sources import ModeControls, Sources
@@ -45,21 +47,28 @@ def cache_config(settings: Settings) -> dict[str, Any]:
             "CACHE_REDIS_URL": settings.redis_url,
             "CACHE_KEY_PREFIX": f"{settings.key_prefix}:cache:",
             "CACHE_DEFAULT_TIMEOUT": 60,
+            # Short timeouts: a refresh must never wait on a dead Redis past its interval.
+            "CACHE_OPTIONS": {"socket_connect_timeout": 2.0, "socket_timeout": 2.0},
         }
     return {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 60, "CACHE_THRESHOLD": 2000}
 
 
 def build_sources(runtime: Runtime, cache: Cache) -> Sources:
-    """Return the data sources the pages read, on the runtime's stores."""
+    """Return the data sources the pages read, on the runtime's stores, one breaker per store for all of them."""
     settings = runtime.settings
+    breakers = StoreBreakers.create(settings.breaker_failures, settings.breaker_reset_s)
+    shared_cache: Any = cache
+    if cache_config(settings)["CACHE_TYPE"] == "RedisCache":
+        shared_cache = GuardedCache(cache, breakers.redis)
     return Sources(
         settings=settings,
-        live=LiveSource(runtime.redis, runtime.keys, settings.live_retention_s),
-        history=HistorySource(runtime.engine),
-        state=SiteStateReader(runtime.engine, settings.stuck_minutes),
-        modes=ModeControls(runtime.engine, runtime.redis, runtime.keys, settings.dedup_ttl_s),
-        cache=cache,
-        alerts=AlertReader(runtime.engine),
+        live=LiveSource(runtime.redis, runtime.keys, settings.live_retention_s, breakers.redis),
+        history=HistorySource(runtime.engine, breakers.database),
+        state=SiteStateReader(runtime.engine, settings.stuck_minutes, breakers.database),
+        modes=ModeControls(runtime.engine, runtime.redis, runtime.keys, settings.dedup_ttl_s, breakers),
+        cache=shared_cache,
+        alerts=AlertReader(runtime.engine, breakers.database),
+        breakers=breakers,
     )
 
 

@@ -16,6 +16,7 @@ from dashboard.alerts import Condition, Episode, Key, OpenAlert, Plan
 from dashboard.db import alert_conditions, alerts
 from dashboard.modes import iso
 from dashboard.stream import StoreUnavailable
+from datasources.breaker import PASS_THROUGH, CircuitBreaker, PassThrough
 
 __all__ = [
     "AUTO",
@@ -270,17 +271,28 @@ def _insert(connection: sa.Connection, condition: Condition, now: datetime) -> i
 
 
 class AlertReader:
-    """The alerts the wall screen shows, for the page sources."""
+    """The alerts the pages show and acknowledge, through the database's breaker."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, breaker: CircuitBreaker | PassThrough = PASS_THROUGH) -> None:
         self._engine = engine
+        self._breaker = breaker
 
-    def active(self) -> list[Alert]:
-        """Return the open and acknowledged alerts, newest first."""
+    def active(self, site_id: str | None = None) -> list[Alert]:
+        """Return the open and acknowledged alerts (of one site, when given), newest first."""
         statement = (
             sa.select(alerts)
             .where(alerts.c.status.in_(("open", "acknowledged")))
             .order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
             .limit(MAX_LIST)
         )
-        return _read(self._engine, statement)
+        if site_id is not None:
+            statement = statement.where(alerts.c.site_id == site_id)
+        return self._breaker.call(_read, self._engine, statement)
+
+    def between(self, start: datetime, end: datetime, site_id: str | None = None) -> list[Alert]:
+        """Return the alerts opened or resolved in [start, end), oldest first (chart annotations)."""
+        return self._breaker.call(alerts_between, self._engine, start, end, site_id)
+
+    def acknowledge(self, alert_id: int, actor: str, comment: str, now: datetime) -> Alert:
+        """Acknowledge an alert for ``actor``; AlertNotFound, AlertConflict or StoreUnavailable otherwise."""
+        return self._breaker.call(acknowledge, self._engine, alert_id, actor, comment, now)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -13,10 +13,28 @@ from dashboard.aggregates import NETWORK, aware, truncate
 from dashboard.db import docks, events, orders, rollups, routes, shifts, sites, workers
 from dashboard.metrics import GRAIN_SIZES, Shift, finalize, labor_by_bucket, window_buckets
 from dashboard.stream import StoreUnavailable
+from datasources.breaker import PASS_THROUGH, CircuitBreaker, PassThrough
 
 __all__ = ["HistorySource", "SiteStateReader", "StoreUnavailable"]
 
+T = TypeVar("T")
 HISTORY_GRAINS = ("d", "h", "m")
+# What SQLAlchemy raises when the database cannot be reached (or the pool waited too long).
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def run_query(engine: sa.Engine, breaker: CircuitBreaker | PassThrough, work: Callable[[sa.Connection], T]) -> T:
+    """Run ``work`` on a connection through the database's breaker; StoreUnavailable when the database is down."""
+
+    def attempt() -> T:
+        try:
+            with engine.connect() as connection:
+                return work(connection)
+        except DATABASE_DOWN as error:
+            orig = getattr(error, "orig", None) or error
+            raise StoreUnavailable(f"database: {str(orig).splitlines()[0]}") from error
+
+    return breaker.call(attempt)
 
 
 def _overlapping_shifts(start: datetime, end: datetime) -> sa.Select:
@@ -56,8 +74,12 @@ def _labor_cost(connection: sa.Connection, site_id: str | None, start: datetime,
 class HistorySource:
     """Answer range queries from rollups; raise StoreUnavailable when the database is down."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, breaker: CircuitBreaker | PassThrough = PASS_THROUGH) -> None:
         self._engine = engine
+        self._breaker = breaker
+
+    def _run(self, work: Callable[[sa.Connection], T]) -> T:
+        return run_query(self._engine, self._breaker, work)
 
     def metrics(self, site_id: str | None, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
         """Return the contract's metrics of [start, end) (whole minutes) for a site or the network."""
@@ -70,12 +92,12 @@ class HistorySource:
             .where(rollups.c.scope == (site_id or NETWORK), covered)
             .group_by(rollups.c.field)
         )
-        try:
-            with self._engine.connect() as connection:
-                fields = {name: value for name, value in connection.execute(field_query)} if ranges else {}
-                labor = _labor_cost(connection, site_id, start, end, now)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+
+        def read(connection: sa.Connection) -> tuple[dict[str, Any], float]:
+            fields = {name: value for name, value in connection.execute(field_query)} if ranges else {}
+            return fields, _labor_cost(connection, site_id, start, end, now)
+
+        fields, labor = self._run(read)
         return finalize(fields, labor)
 
     def series(
@@ -113,12 +135,7 @@ class HistorySource:
         shift_query = _overlapping_shifts(first, end)
         if scopes is not None and NETWORK not in scopes:
             shift_query = shift_query.where(shifts.c.site_id.in_(scopes))
-        try:
-            with self._engine.connect() as connection:
-                rows = connection.execute(query).all()
-                shift_rows = connection.execute(shift_query).all()
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+        rows, shift_rows = self._run(lambda c: (c.execute(query).all(), c.execute(shift_query).all()))
         fields: dict[str, dict[datetime, dict[str, float]]] = {}
         for scope, bucket, name, value in rows:
             fields.setdefault(scope, {}).setdefault(aware(bucket), {})[name] = value
@@ -145,11 +162,7 @@ class HistorySource:
         )
         if site_id is not None:
             query = query.where(events.c.site_id.in_((site_id, NETWORK)))
-        try:
-            with self._engine.connect() as connection:
-                rows = connection.execute(query).all()
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+        rows = self._run(lambda connection: connection.execute(query).all())
         return [
             {
                 "time": aware(row.time),
@@ -180,16 +193,18 @@ def _iso(moment: datetime | None) -> str | None:
 class SiteStateReader:
     """Current state of sites from the state tables, "as of now"."""
 
-    def __init__(self, engine: sa.Engine, stuck_minutes: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        stuck_minutes: Mapping[str, float],
+        breaker: CircuitBreaker | PassThrough = PASS_THROUGH,
+    ) -> None:
         self._engine = engine
         self._stuck = {stage: timedelta(minutes=m) for stage, m in stuck_minutes.items()}
+        self._breaker = breaker
 
-    def _run(self, work):  # type: ignore[no-untyped-def]
-        try:
-            with self._engine.connect() as connection:
-                return work(connection)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
-            raise StoreUnavailable(f"database: {str(error.orig).splitlines()[0]}") from error
+    def _run(self, work: Callable[[sa.Connection], T]) -> T:
+        return run_query(self._engine, self._breaker, work)
 
     def site_ids(self) -> list[str]:
         """Return every site that has sent an event, sorted."""

@@ -14,6 +14,7 @@ from dashboard.aggregates import NETWORK
 from dashboard.live import LiveAggregates
 from dashboard.metrics import Shift, each_bucket, finalize, window_buckets
 from dashboard.stream import Keys, PipelineStatus, StoreUnavailable, pipeline_status
+from datasources.breaker import PASS_THROUGH, CircuitBreaker, PassThrough
 
 __all__ = ["LiveSource", "StoreUnavailable"]
 
@@ -21,23 +22,34 @@ __all__ = ["LiveSource", "StoreUnavailable"]
 class LiveSource:
     """Read live figures from Redis; raise StoreUnavailable when Redis is down."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, retention_s: int = 48 * 3600) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        retention_s: int = 48 * 3600,
+        breaker: CircuitBreaker | PassThrough = PASS_THROUGH,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._live = LiveAggregates(client, keys, retention_s)
+        # Every Redis round trip below goes through it: a dead Redis fails fast.
+        self._breaker = breaker
 
     def pipeline(self) -> PipelineStatus:
         """Return the pipeline's counters, rates and lag as of now."""
-        return pipeline_status(self._client, self._keys)
+        return self._breaker.call(pipeline_status, self._client, self._keys)
 
     def metrics(self, site_id: str | None, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
         """Return the contract's metrics of a recent [start, end) from the live hashes."""
         pieces = each_bucket(window_buckets(start, end, ("h", "m")))
-        try:
-            fields = self._live.fields(site_id or NETWORK, pieces)
-            shifts = self._live.shifts(site_id)
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis: {error}") from error
+
+        def read() -> tuple[dict[str, float], list[Shift]]:
+            try:
+                return self._live.fields(site_id or NETWORK, pieces), self._live.shifts(site_id)
+            except redis.RedisError as error:
+                raise StoreUnavailable(f"Redis: {error}") from error
+
+        fields, shifts = self._breaker.call(read)
         return finalize(fields, sum(shift.cost_between(start, end, now) for shift in shifts))
 
     def series(
@@ -66,11 +78,15 @@ class LiveSource:
             for plan in plans:
                 for grain, bucket in plan:
                     pipe.hgetall(self._keys.live_hash(scope or NETWORK, grain, int(bucket.timestamp())))
-        try:
-            replies = iter(pipe.execute())
-            all_shifts = self._live.shifts(None)
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis: {error}") from error
+
+        def read() -> tuple[list[Any], list[Shift]]:
+            try:
+                return pipe.execute(), self._live.shifts(None)
+            except redis.RedisError as error:
+                raise StoreUnavailable(f"Redis: {error}") from error
+
+        executed, all_shifts = self._breaker.call(read)
+        replies = iter(executed)
         answer: dict[str | None, list[tuple[datetime, dict[str, Any]]]] = {}
         for scope in scopes:
             slot_fields: list[dict[str, float]] = []
@@ -93,6 +109,9 @@ class LiveSource:
         The first caller of a minute writes (several web processes may try);
         samples older than ``keep`` are dropped.
         """
+        return self._breaker.call(self._record_samples, minute, samples, keep)
+
+    def _record_samples(self, minute: datetime, samples: Mapping[str, Mapping[str, Any]], keep: timedelta) -> bool:
         epoch = int(minute.timestamp())
         try:
             if not self._client.set(f"{self._keys.prefix}:wall:sampled:{epoch}", 1, nx=True, ex=120):
@@ -115,10 +134,7 @@ class LiveSource:
         pipe = self._client.pipeline(transaction=False)
         for scope in scopes:
             pipe.zrangebyscore(self._samples_key(scope), since.timestamp(), "+inf")
-        try:
-            replies = pipe.execute()
-        except redis.RedisError as error:
-            raise StoreUnavailable(f"Redis: {error}") from error
+        replies = self._breaker.call(_execute, pipe)
         return {
             scope: [{**sample, "t": datetime.fromtimestamp(sample["t"], UTC)} for sample in map(json.loads, members)]
             for scope, members in zip(scopes, replies, strict=True)
@@ -126,6 +142,13 @@ class LiveSource:
 
     def _samples_key(self, scope: str) -> str:
         return f"{self._keys.prefix}:wall:samples:{scope}"
+
+
+def _execute(pipe: Any) -> list[Any]:
+    try:
+        return pipe.execute()
+    except redis.RedisError as error:
+        raise StoreUnavailable(f"Redis: {error}") from error
 
 
 def _window_metrics(

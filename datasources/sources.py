@@ -19,6 +19,7 @@ from dashboard.settings import Settings
 from dashboard.stream import Keys
 from datasources import modes as mode_store
 from datasources.alerts import AlertReader
+from datasources.breaker import PASS_THROUGH, CircuitBreaker, PassThrough, StoreBreakers
 from datasources.history import HistorySource, SiteStateReader
 from datasources.live import LiveSource
 
@@ -30,10 +31,20 @@ T = TypeVar("T")
 class ModeControls:
     """Read and change degradation modes (the SQL store is the truth, Redis its copy)."""
 
-    def __init__(self, engine: sa.Engine, client: redis.Redis, keys: Keys, dedup_ttl_s: int) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        client: redis.Redis,
+        keys: Keys,
+        dedup_ttl_s: int,
+        breakers: StoreBreakers | None = None,
+    ) -> None:
         self._engine = engine
         self._client = client
         self._keys = keys
+        # Reads fail fast while a store is down; a change is always really tried (an operator is waiting).
+        self._redis_breaker: CircuitBreaker | PassThrough = breakers.redis if breakers else PASS_THROUGH
+        self._database_breaker: CircuitBreaker | PassThrough = breakers.database if breakers else PASS_THROUGH
         # One event per operator action: it skips the backlog bound that guards bulk ingest.
         self._ingestor = Ingestor(client, keys, max_backlog=2**62, dedup_ttl_s=dedup_ttl_s)
 
@@ -44,11 +55,12 @@ class ModeControls:
 
     def current(self) -> dict[tuple[str, str], ModeState]:
         """Return every set mode by (mode, site_id), from the Redis copy."""
-        return mode_store.current_modes(self._client, self._keys, self._engine)
+        # The copy is in Redis (a reload from the database after a flush is rare).
+        return self._redis_breaker.call(mode_store.current_modes, self._client, self._keys, self._engine)
 
     def audit(self, query: AuditQuery | None = None) -> list[AuditEntry]:
         """Return the audit trail, newest first."""
-        return mode_store.audit(self._engine, query)
+        return self._database_breaker.call(mode_store.audit, self._engine, query)
 
     def change(self, change: ModeChange, actor: str, now: datetime) -> ModeState:
         """Apply a validated change for ``actor`` and return the new state."""
@@ -66,11 +78,18 @@ class Sources:
     modes: ModeControls
     cache: Cache
     alerts: AlertReader
+    breakers: StoreBreakers | None = None
 
     @property
     def controls_enabled(self) -> bool:
         """Whether the dashboard's role may change modes (enforced again on every change)."""
         return self.settings.dashboard_role in ("operator", "admin")
+
+    def down_since(self, store: str) -> datetime | None:
+        """Return since when ``store`` ("redis" or "database") has failed, per its breaker (None: answering)."""
+        if self.breakers is None:
+            return None
+        return getattr(self.breakers, store).down_since
 
     def cached(self, name: str, period_s: float, compute: Callable[[], T], *parts: Any) -> T:
         """Return ``compute()`` memoized per tick of ``period_s``: never older than one refresh interval.

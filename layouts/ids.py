@@ -62,6 +62,21 @@ SITE_LABOR = "site-labor"
 SITE_STUCK = "site-stuck"
 SITE_STUCK_COUNT = "site-stuck-count"
 SITE_TRENDS = "site-trends"
+SITE_SCROLLED = "site-scrolled"  # whether the page has scrolled to the URL's #anchor yet
+SITE_ALERTS = "site-alerts"
+SITE_ALERTS_VERSION = "site-alerts-version"  # fingerprint of the alerts on screen
+
+# -- acknowledging an alert (site page) ----------------------------------------------------
+ALERT_ACK = "alert-ack"  # pattern: {"type": ALERT_ACK, "alert": id}
+ALERT_ACK_DIALOG = "alert-ack-dialog"
+ALERT_ACK_TEXT = "alert-ack-text"
+ALERT_ACK_COMMENT = "alert-ack-comment"
+ALERT_ACK_OK = "alert-ack-ok"
+ALERT_ACK_CANCEL = "alert-ack-cancel"
+ALERT_ACK_ERROR = "alert-ack-error"
+ALERT_ACK_PENDING = "alert-ack-pending"
+ALERT_ACK_REFRESH = "alert-ack-refresh"
+ALERT_ACK_RESULT = "alert-ack-result"
 
 # -- order trail -----------------------------------------------------------------------
 ORDER_ID = "order-id"

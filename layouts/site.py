@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from dashboard.wallboard import format_duration, format_value, tile_state
+from dashboard.wallboard import alert_href, format_duration, format_value, tile_state
 from layouts import ids
 from layouts.shell import GRID_THEME
 
@@ -182,7 +183,81 @@ def _axes_layout() -> dict[str, Any]:
     }
 
 
-def layout(site_id: str, refresh_ms: int, controls: Any) -> html.Div:
+ANCHOR_NAMES = {"site-doors": "dock doors", "site-labor": "labor", "site-stuck": "stuck orders"}
+
+
+def alert_items(alerts: list[dict[str, Any]], can_acknowledge: bool) -> list[Any]:
+    """Build the site's open alerts: severity, message, suggestion, a link to what explains it, Acknowledge."""
+    if not alerts:
+        return [html.Div("No open alert at this site.", className="empty")]
+    items = []
+    for alert in alerts:
+        href = alert_href(alert["rule"], alert["site_id"])
+        anchor = href.partition("#")[2]
+        acknowledged = alert["status"] == "acknowledged"
+        meta = f"opened {alert['opened_at'][11:19]} UTC · {alert['rule'].replace('_', ' ')}"
+        if acknowledged:
+            meta += f" · acknowledged by {alert['acknowledged_by']}: {alert['comment']}"
+        text = [
+            html.Div([html.Span(alert["severity"], className="alert-severity"), " ", alert["message"]]),
+            html.Div(alert.get("suggestion") or "", className="alert-suggestion"),
+            html.Div(meta, className="alert-meta"),
+        ]
+        link = html.A(f"see {ANCHOR_NAMES[anchor]}", href=f"#{anchor}", className="alert-link") if anchor else None
+        button = (
+            dbc.Button(
+                "Acknowledge again" if acknowledged else "Acknowledge",
+                id={"type": ids.ALERT_ACK, "alert": alert["id"]},
+                color="secondary" if acknowledged else "warning",
+                className="alert-ack",
+            )
+            if can_acknowledge
+            else None
+        )
+        items.append(
+            html.Div(
+                [html.Div(text, className="alert-text"), link, button],
+                className=f"alert-item alert-{alert['severity']}",
+                **{"data-alert-id": str(alert["id"]), "data-rule": alert["rule"], "data-status": alert["status"]},
+            )
+        )
+    return items
+
+
+def acknowledge_dialog() -> html.Div:
+    """Build the acknowledgement dialog: which alert, a required comment, confirm and cancel."""
+    return html.Div(
+        [
+            dbc.Modal(
+                [
+                    dbc.ModalHeader(dbc.ModalTitle("Acknowledge the alert")),
+                    dbc.ModalBody(
+                        [
+                            html.P(id=ids.ALERT_ACK_TEXT, className="confirm-text"),
+                            dbc.Label("Comment (required, kept with the alert)", html_for=ids.ALERT_ACK_COMMENT),
+                            dbc.Textarea(id=ids.ALERT_ACK_COMMENT, value="", maxLength=1000, rows=3),
+                            html.Div(id=ids.ALERT_ACK_ERROR, className="confirm-error"),
+                        ]
+                    ),
+                    dbc.ModalFooter(
+                        [
+                            dbc.Button("Cancel", id=ids.ALERT_ACK_CANCEL, color="secondary"),
+                            dbc.Button("Acknowledge", id=ids.ALERT_ACK_OK, color="warning", disabled=True),
+                        ]
+                    ),
+                ],
+                id=ids.ALERT_ACK_DIALOG,
+                is_open=False,
+                backdrop="static",
+                zindex=1070,
+            ),
+            dcc.Store(id=ids.ALERT_ACK_PENDING),
+            dcc.Store(id=ids.ALERT_ACK_REFRESH, data=0),
+        ]
+    )
+
+
+def layout(site_id: str, refresh_ms: int, controls: Any, can_acknowledge: bool = True) -> html.Div:
     """Build the site page; the refresh callbacks fill it."""
     return html.Div(
         [
@@ -194,6 +269,18 @@ def layout(site_id: str, refresh_ms: int, controls: Any) -> html.Div:
                 className="page-header",
             ),
             html.Div(id=ids.SITE_BANNER, className="banner banner-bad", hidden=True),
+            html.Section(
+                [
+                    html.H2("Open alerts"),
+                    None
+                    if can_acknowledge
+                    else html.Div("Read-only: this dashboard's role may not acknowledge alerts.", className="hint"),
+                    html.Div(id=ids.ALERT_ACK_RESULT, className="mode-result"),
+                    html.Div(id=ids.SITE_ALERTS, className="alert-list"),
+                    acknowledge_dialog(),
+                ],
+                className="panel",
+            ),
             html.Div(
                 [
                     html.Section(
@@ -238,6 +325,8 @@ def layout(site_id: str, refresh_ms: int, controls: Any) -> html.Div:
             ),
             html.Section([html.H2("Degradation modes"), controls], className="panel"),
             dcc.Store(id=ids.SITE_ID, data=site_id),
+            dcc.Store(id=ids.SITE_SCROLLED, data=False),
+            dcc.Store(id=ids.SITE_ALERTS_VERSION),
             dcc.Interval(id=ids.SITE_INTERVAL, interval=refresh_ms),
             dcc.Interval(id=ids.SITE_TRENDS_INTERVAL, interval=30_000),
         ],

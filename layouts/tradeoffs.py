@@ -39,8 +39,13 @@ DARK = {
 GRID = "#2a3140"
 
 
-def series_figure(rows: list[dict[str, Any]], changes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Return the three time series on one shared time axis, every mode change drawn on each."""
+ALERT_COLOURS = {"opened": "#ff6b61", "resolved": "#3fb950"}
+
+
+def series_figure(
+    rows: list[dict[str, Any]], changes: list[dict[str, Any]], alerts: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Return the three time series on one shared time axis, every mode change and alert mark drawn on each."""
     count = len(SERIES)
     gap = 0.08
     height = (1 - gap * (count - 1)) / count
@@ -106,6 +111,35 @@ def series_figure(rows: list[dict[str, Any]], changes: list[dict[str, Any]]) -> 
                     f"by {change['actor']} — {change['reason']}",
                     "showarrow": False,
                     "font": {"size": 11, "color": "#f0b429" if change["enabled"] else "#8fb8ff"},
+                }
+            )
+        for mark in alerts or []:
+            colour = ALERT_COLOURS[mark["kind"]]
+            layout["shapes"].append(
+                {
+                    "type": "line",
+                    "xref": "x",
+                    "yref": f"y{axis} domain",
+                    "x0": mark["time"],
+                    "x1": mark["time"],
+                    "y0": 0,
+                    "y1": 1,
+                    "line": {"color": colour, "width": 1, "dash": "dash"},
+                }
+            )
+            layout["annotations"].append(
+                {
+                    "x": mark["time"],
+                    "xref": "x",
+                    "yref": f"y{axis} domain",
+                    "y": 0,
+                    "yanchor": "top",
+                    "text": f"alert {mark['kind']}: {mark['rule'].replace('_', ' ')}",
+                    "hovertext": f"{mark['time'][:16].replace('T', ' ')} UTC, {mark['scope']} ({mark['severity']}): "
+                    + mark["message"]
+                    + (f" — resolved by {mark['by']}" if mark.get("by") else ""),
+                    "showarrow": False,
+                    "font": {"size": 11, "color": colour},
                 }
             )
     return {"data": data, "layout": layout}

@@ -114,13 +114,22 @@ def grid(snapshot: dict[str, Any], series: dict[str, Any]) -> list[Any]:
     return [header, *rows]
 
 
+def alert_chip(alert: dict[str, Any]) -> Any:
+    """Build one alert of the band: a link to the panel that explains it (when there is one)."""
+    attributes = {"data-alert": alert["severity"]}
+    if not alert.get("href"):
+        return html.Span(alert["text"], className=f"chip chip-{alert['severity']}", **attributes)
+    return html.Span(
+        dcc.Link(alert["text"], href=alert["href"], className="chip-link"),
+        className=f"chip chip-{alert['severity']}",
+        **attributes,
+    )
+
+
 def band(snapshot: dict[str, Any], limit: int = 6) -> list[Any]:
     """Build the band of open alerts and active degradation modes."""
     alerts = snapshot["alerts"]
-    alert_chips = [
-        html.Span(alert["text"], className=f"chip chip-{alert['severity']}", **{"data-alert": alert["severity"]})
-        for alert in alerts[:limit]
-    ]
+    alert_chips = [alert_chip(alert) for alert in alerts[:limit]]
     if len(alerts) > limit:
         alert_chips.append(html.Span(f"+{len(alerts) - limit} more", className="chip chip-more"))
     if not alerts:

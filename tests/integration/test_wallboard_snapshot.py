@@ -95,5 +95,10 @@ def test_the_band_leads_with_the_alert_engines_open_alerts(app, runtime):
                 )
             )
     band = collect(app.server.config["WALL"].sources, now)["alerts"]
-    assert band[0] == {"severity": "bad", "scope": "SEA1", "text": "SEA1: a truck has waited 41 min at door D7"}
+    assert band[0] == {
+        "severity": "bad",
+        "scope": "SEA1",
+        "text": "SEA1: a truck has waited 41 min at door D7",
+        "href": "/sites/SEA1#site-doors",  # the panel that explains it
+    }
     assert all(item["text"] != "PDX2: 60 stuck orders" for item in band)  # resolved: gone from the band

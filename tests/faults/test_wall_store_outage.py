@@ -1,0 +1,221 @@
+"""The wall screen in a browser while its stores die: last-known figures, a stale banner, no 500, recovery.
+
+Each test builds the app on a store of its own (a private redis-server, or a
+private PostgreSQL cluster), loads the wall screen in headless Chromium,
+stops the store, and checks that within two refresh intervals a banner says
+since when the figures are stale while the figures stay on screen; that no
+request was answered 500; and that once the store is back the banner goes
+and new events show.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dashboard.db import migrate
+from dashboard.runtime import Runtime
+from dashboard.settings import Settings
+from dashboard.wallboard import format_value
+from tests.browser.conftest import drain
+from tests.faults.conftest import PrivatePostgres, PrivateRedis
+from tests.faults.support import wait_until
+from tests.helpers import make_event, network_day
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+REFRESH_S = 1.0
+SITES = ("SEA1", "PDX2")
+VALUE = "[data-scope='{scope}'][data-tile='{metric}'] .wtile-value"
+
+
+class StatusRecorder:
+    """WSGI middleware that records the status of every response the server gives."""
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self._app = wsgi_app
+        self.statuses: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def recording(status: str, headers: Any, *args: Any) -> Any:
+            with self._lock:
+                self.statuses.append((environ.get("PATH_INFO", ""), int(status.split()[0])))
+            return start_response(status, headers, *args)
+
+        return self._app(environ, recording)
+
+    def errors(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(path, code) for path, code in self.statuses if code >= 500]
+
+
+def settings_for(redis_url: str, database_url: str, key_prefix: str) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        database_url=database_url,
+        key_prefix=key_prefix,
+        refresh_s=REFRESH_S,
+        wall_window="24h",
+        sparkline_refresh_s=2.0,
+        claim_idle_ms=500,
+        worker_block_ms=100,
+    )
+
+
+def seeded_runtime(settings: Settings) -> Runtime:
+    runtime = Runtime.open(settings)
+    migrate(runtime.engine)
+    events = network_day(random.Random(7), datetime.now(UTC), SITES)
+    assert runtime.ingestor().submit(events).accepted == len(events)
+    drain(runtime)
+    return runtime
+
+
+def started_app(dash_duo, runtime: Runtime) -> StatusRecorder:  # type: ignore[no-untyped-def]
+    from dashboard.webapp import create_app
+
+    app = create_app(runtime=runtime)
+    recorder = StatusRecorder(app.server.wsgi_app)
+    app.server.wsgi_app = recorder  # type: ignore[method-assign]
+    dash_duo.start_server(app)
+    dash_duo.wait_for_element(VALUE.format(scope="SEA1", metric="first_attempt_rate"), timeout=10)
+    return recorder
+
+
+def tile_texts(dash_duo) -> dict[tuple[str, str], str]:  # type: ignore[no-untyped-def]
+    return {
+        (scope, metric): dash_duo.find_element(VALUE.format(scope=scope, metric=metric)).text
+        for scope in ("*", *SITES)
+        for metric in ("on_time_rate", "first_attempt_rate", "dock_queue")
+    }
+
+
+def banner(dash_duo) -> str:  # type: ignore[no-untyped-def]
+    element = dash_duo.find_element("#wall-banner")
+    return element.text if element.is_displayed() else ""
+
+
+def wait_for_banner(dash_duo, text: str) -> float:  # type: ignore[no-untyped-def]
+    """Return the seconds until the wall's banner holds ``text``."""
+    started = time.monotonic()
+    wait_until(lambda: text in banner(dash_duo), 4 * REFRESH_S, f"the banner to say {text!r}", interval_s=0.05)
+    return time.monotonic() - started
+
+
+def post_failed_attempts(runtime: Runtime, count: int) -> None:
+    """Post failed first attempts at SEA1 a minute ago and process them: SEA1's first-attempt rate drops."""
+    now = datetime.now(UTC)
+    promise = {
+        "promised_start": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "promised_end": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    events = [
+        make_event(
+            "delivery.attempted",
+            time=now - timedelta(minutes=1),
+            site_id="SEA1",
+            outcome="failed",
+            failure_reason="weather",
+            order_id=f"OUTAGE{i}",
+            **promise,
+        )
+        for i in range(count)
+    ]
+    assert runtime.ingestor().submit(events).accepted == count
+    drain(runtime)
+
+
+@pytest.fixture
+def redis_runtime(private_redis, shared_database: str, key_prefix: str) -> Iterator[tuple[Runtime, PrivateRedis]]:  # type: ignore[no-untyped-def]
+    server = private_redis("--appendonly", "yes", "--appendfsync", "always")  # its data survives a SIGKILL
+    runtime = seeded_runtime(settings_for(server.url, shared_database, key_prefix))
+    try:
+        yield runtime, server
+    finally:
+        runtime.redis.close()
+        runtime.engine.dispose()
+
+
+@pytest.fixture
+def postgres_runtime(  # type: ignore[no-untyped-def]
+    machine_redis: str, private_postgres: PrivatePostgres, key_prefix: str
+) -> Iterator[tuple[Runtime, PrivatePostgres]]:
+    runtime = seeded_runtime(settings_for(machine_redis, private_postgres.url, key_prefix))
+    try:
+        yield runtime, private_postgres
+    finally:
+        runtime.redis.close()
+        runtime.engine.dispose()
+
+
+def test_redis_killed_the_wall_keeps_its_figures_marked_stale_then_recovers(redis_runtime, dash_duo):
+    runtime, server = redis_runtime
+    recorder = started_app(dash_duo, runtime)
+    before = tile_texts(dash_duo)
+    assert banner(dash_duo) == ""
+
+    server.kill()
+    took = wait_for_banner(dash_duo, "live figures stale since")
+    assert took <= 2 * REFRESH_S, f"banner after {took:.2f} s"
+    assert "Redis unreachable" in banner(dash_duo)
+    time.sleep(REFRESH_S)
+    assert tile_texts(dash_duo) == before  # the last known figures stay on screen
+    assert dash_duo.find_element("#wall-as-of").text.startswith("data as of")
+
+    server.restart()
+    wait_until(lambda: banner(dash_duo) == "", 3 * REFRESH_S, "the banner to go", interval_s=0.05)
+    post_failed_attempts(runtime, 5)
+    dash_duo.wait_for_element(VALUE.format(scope="SEA1", metric="first_attempt_rate"))
+    wait_until(
+        lambda: tile_texts(dash_duo)[("SEA1", "first_attempt_rate")] != before[("SEA1", "first_attempt_rate")],
+        3 * REFRESH_S,
+        "SEA1's first-attempt rate to move",
+    )
+    assert recorder.errors() == []
+    assert any(path == "/_dash-update-component" for path, _ in recorder.statuses)
+    assert dash_duo.get_logs() == []
+
+
+def test_postgres_stopped_live_figures_go_on_history_says_so_then_recovers(postgres_runtime, dash_duo):
+    runtime, cluster = postgres_runtime
+    recorder = started_app(dash_duo, runtime)
+    before = tile_texts(dash_duo)
+
+    cluster.stop("fast")
+    took = wait_for_banner(dash_duo, "site state stale since")
+    assert took <= 2 * REFRESH_S, f"banner after {took:.2f} s"
+    assert "PostgreSQL unreachable" in banner(dash_duo)
+    as_of = dash_duo.find_element("#wall-as-of").text
+    wait_until(lambda: dash_duo.find_element("#wall-as-of").text != as_of, 3 * REFRESH_S, "the live figures to tick")
+    assert tile_texts(dash_duo) == before  # the site rows stay, their live figures come from Redis
+
+    dash_duo.wait_for_page(f"{dash_duo.server_url}/sites/SEA1")
+    dash_duo.wait_for_contains_text(
+        "#site-banner", "History is unavailable (PostgreSQL unreachable since", timeout=4 * REFRESH_S
+    )
+    assert "live figures continue" in dash_duo.find_element("#site-banner").text
+
+    cluster.start()
+    wait_until(
+        lambda: not dash_duo.find_element("#site-banner").is_displayed(), 6, "the site banner to go", interval_s=0.1
+    )
+    dash_duo.wait_for_element("[data-door]", timeout=4)
+    dash_duo.wait_for_page(dash_duo.server_url)
+    dash_duo.wait_for_element(VALUE.format(scope="SEA1", metric="first_attempt_rate"), timeout=10)
+    wait_until(lambda: banner(dash_duo) == "", 3 * REFRESH_S, "the wall banner to go", interval_s=0.05)
+    post_failed_attempts(runtime, 5)
+    wait_until(
+        lambda: tile_texts(dash_duo)[("SEA1", "first_attempt_rate")] != before[("SEA1", "first_attempt_rate")],
+        3 * REFRESH_S,
+        "SEA1's first-attempt rate to move",
+    )
+    assert format_value("first_attempt_rate", None) not in tile_texts(dash_duo)[("SEA1", "first_attempt_rate")]
+    assert recorder.errors() == []
+    assert dash_duo.get_logs() == []
