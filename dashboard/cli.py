@@ -138,6 +138,8 @@ def run_serve(settings: Settings, workers: int, threads: int) -> int:
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
+            # Longer than a wall screen's refresh, so screens keep their connections.
+            self.cfg.set("keepalive", 5)
 
         def load(self):  # type: ignore[no-untyped-def]
             return create_app(settings).server

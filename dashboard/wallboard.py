@@ -548,6 +548,7 @@ class SharedSnapshot:
         self._period_s = period_s
         self._compute = compute
         self._lock = threading.Lock()
+        self._local: tuple[int, dict[str, Any]] | None = None  # this process's copy of the current tick
         self.computations = 0
         self.seconds_computing = 0.0
 
@@ -558,20 +559,27 @@ class SharedSnapshot:
     def get(self, now: float | None = None) -> dict[str, Any]:
         """Return this tick's value, computing it only if no process has yet."""
         tick = self.tick(now)
+        local = self._local
+        if local is not None and local[0] == tick:
+            return local[1]  # no cache round trip for the other screens of this tick
         key = f"wall:{self._name}:{tick}"
         value = self._cache.get(key)
         if value is not None:
+            self._local = (tick, value)
             return value
         with self._lock:
             value = self._cache.get(key)
             if value is not None:
+                self._local = (tick, value)
                 return value
             if not self._cache.add(f"{key}:lock", 1, timeout=max(2, int(self._period_s * 2))):
                 value = self._wait_for(key)
                 if value is not None:
+                    self._local = (tick, value)
                     return value
             started = time.perf_counter()
             value = self._compute(datetime.now(UTC))
+            self._local = (tick, value)
             elapsed = time.perf_counter() - started
             self.computations += 1
             self.seconds_computing += elapsed
