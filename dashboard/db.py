@@ -260,7 +260,9 @@ def create_db_engine(settings: Settings) -> sa.Engine:
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,
-        connect_args={"connect_timeout": 5},
+        # A database that hangs rather than refuses must not hold a page past its refresh.
+        pool_timeout=3,
+        connect_args={"connect_timeout": 3},
         # orjson both ways: workers read payloads back to pair events.
         json_serializer=lambda value: orjson.dumps(value).decode(),
         json_deserializer=orjson.loads,
