@@ -262,7 +262,8 @@ def create_db_engine(settings: Settings) -> sa.Engine:
         max_overflow=5,
         # A database that hangs rather than refuses must not hold a page past its refresh.
         pool_timeout=3,
-        connect_args={"connect_timeout": 3},
+        # JIT compiles the 90-day rollup sums for longer than they run (60 ms -> 25 ms without).
+        connect_args={"connect_timeout": 3, "options": "-c jit=off"},
         # orjson both ways: workers read payloads back to pair events.
         json_serializer=lambda value: orjson.dumps(value).decode(),
         json_deserializer=orjson.loads,
