@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -82,36 +83,70 @@ def scope_picker(site_ids: list[str], value: str) -> dcc.Dropdown:
     return dcc.Dropdown(id=ids.MODE_SCOPE, options=options, value=value, clearable=False, className="mode-scope")
 
 
-def confirmation() -> Any:
-    """Build the confirmation dialog: what will change, a required reason, confirm and cancel."""
+@dataclass(frozen=True)
+class DialogIds:
+    """The ids of one confirm-with-a-reason dialog and its stores."""
+
+    dialog: str
+    text: str
+    reason: str
+    error: str
+    cancel: str
+    ok: str
+    pending: str
+    refresh: str
+
+
+def reason_dialog(title: str, label: str, ok_label: str, ok_color: str, dialog_ids: DialogIds) -> html.Div:
+    """Build a dialog that says what will happen and needs a written reason before its OK button."""
     return html.Div(
         [
             dbc.Modal(
                 [
-                    dbc.ModalHeader(dbc.ModalTitle("Confirm the change")),
+                    dbc.ModalHeader(dbc.ModalTitle(title)),
                     dbc.ModalBody(
                         [
-                            html.P(id=ids.MODE_CONFIRM_TEXT, className="confirm-text"),
-                            dbc.Label("Reason (required, kept in the audit)", html_for=ids.MODE_REASON),
-                            dbc.Textarea(id=ids.MODE_REASON, value="", maxLength=1000, rows=3),
-                            html.Div(id=ids.MODE_CONFIRM_ERROR, className="confirm-error"),
+                            html.P(id=dialog_ids.text, className="confirm-text"),
+                            dbc.Label(label, html_for=dialog_ids.reason),
+                            dbc.Textarea(id=dialog_ids.reason, value="", maxLength=1000, rows=3),
+                            html.Div(id=dialog_ids.error, className="confirm-error"),
                         ]
                     ),
                     dbc.ModalFooter(
                         [
-                            dbc.Button("Cancel", id=ids.MODE_CONFIRM_CANCEL, color="secondary"),
-                            dbc.Button("Confirm", id=ids.MODE_CONFIRM_OK, color="danger", disabled=True),
+                            dbc.Button("Cancel", id=dialog_ids.cancel, color="secondary"),
+                            dbc.Button(ok_label, id=dialog_ids.ok, color=ok_color, disabled=True),
                         ]
                     ),
                 ],
-                id=ids.MODE_CONFIRM,
+                id=dialog_ids.dialog,
                 is_open=False,
                 backdrop="static",
                 zindex=1070,
             ),
-            dcc.Store(id=ids.MODE_PENDING),
-            dcc.Store(id=ids.MODE_REFRESH, data=0),
+            dcc.Store(id=dialog_ids.pending),
+            dcc.Store(id=dialog_ids.refresh, data=0),
         ]
+    )
+
+
+def confirmation() -> Any:
+    """Build the confirmation dialog: what will change, a required reason, confirm and cancel."""
+    return reason_dialog(
+        "Confirm the change",
+        "Reason (required, kept in the audit)",
+        "Confirm",
+        "danger",
+        DialogIds(
+            ids.MODE_CONFIRM,
+            ids.MODE_CONFIRM_TEXT,
+            ids.MODE_REASON,
+            ids.MODE_CONFIRM_ERROR,
+            ids.MODE_CONFIRM_CANCEL,
+            ids.MODE_CONFIRM_OK,
+            ids.MODE_PENDING,
+            ids.MODE_REFRESH,
+        ),
     )
 
 

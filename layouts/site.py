@@ -10,6 +10,7 @@ from dash import dcc, html
 
 from dashboard.wallboard import alert_href, format_duration, format_value, tile_state
 from layouts import ids
+from layouts.controls import DialogIds, reason_dialog
 from layouts.shell import GRID_THEME
 
 STUCK_COLUMNS = [
@@ -226,34 +227,21 @@ def alert_items(alerts: list[dict[str, Any]], can_acknowledge: bool) -> list[Any
 
 def acknowledge_dialog() -> html.Div:
     """Build the acknowledgement dialog: which alert, a required comment, confirm and cancel."""
-    return html.Div(
-        [
-            dbc.Modal(
-                [
-                    dbc.ModalHeader(dbc.ModalTitle("Acknowledge the alert")),
-                    dbc.ModalBody(
-                        [
-                            html.P(id=ids.ALERT_ACK_TEXT, className="confirm-text"),
-                            dbc.Label("Comment (required, kept with the alert)", html_for=ids.ALERT_ACK_COMMENT),
-                            dbc.Textarea(id=ids.ALERT_ACK_COMMENT, value="", maxLength=1000, rows=3),
-                            html.Div(id=ids.ALERT_ACK_ERROR, className="confirm-error"),
-                        ]
-                    ),
-                    dbc.ModalFooter(
-                        [
-                            dbc.Button("Cancel", id=ids.ALERT_ACK_CANCEL, color="secondary"),
-                            dbc.Button("Acknowledge", id=ids.ALERT_ACK_OK, color="warning", disabled=True),
-                        ]
-                    ),
-                ],
-                id=ids.ALERT_ACK_DIALOG,
-                is_open=False,
-                backdrop="static",
-                zindex=1070,
-            ),
-            dcc.Store(id=ids.ALERT_ACK_PENDING),
-            dcc.Store(id=ids.ALERT_ACK_REFRESH, data=0),
-        ]
+    return reason_dialog(
+        "Acknowledge the alert",
+        "Comment (required, kept with the alert)",
+        "Acknowledge",
+        "warning",
+        DialogIds(
+            ids.ALERT_ACK_DIALOG,
+            ids.ALERT_ACK_TEXT,
+            ids.ALERT_ACK_COMMENT,
+            ids.ALERT_ACK_ERROR,
+            ids.ALERT_ACK_CANCEL,
+            ids.ALERT_ACK_OK,
+            ids.ALERT_ACK_PENDING,
+            ids.ALERT_ACK_REFRESH,
+        ),
     )
 
 
