@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +46,6 @@ LIVE_GRAINS = ("m", "h")
 ROUTE_PAIR_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed", "stop.arrived", "stop.departed")
 ORDER_PAIR_TYPES = ("order.packed", "order.loaded")
 SHIFT_TYPES = ("worker.shift_started", "worker.shift_ended")
-_ROUTE_KINDS = (metrics.DOCK, metrics.IDLE)
 # The ids whose events pair up: a batch locks these before it inserts.
 _PAIR_GROUPS = ("order_id", "route_id", "worker_id")
 
@@ -104,8 +103,34 @@ def shift_key(key: Key) -> str:
     return orjson.dumps(list(key)).decode()
 
 
-def _dialect_insert(connection: sa.Connection):  # type: ignore[no-untyped-def]
-    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+def _upsert(
+    connection: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], updates: Callable[[Any], dict[str, Any]]
+) -> None:
+    """Insert ``rows``, or update those whose key exists with ``updates(excluded)``.
+
+    On PostgreSQL the rows travel as one JSON array that
+    ``jsonb_populate_recordset`` turns back into the table's row type: one
+    statement per batch, not one per row. Callers sort the rows by key, so
+    concurrent workers take row locks in the same order and never deadlock.
+    """
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        insert = sqlite.insert(table)
+        connection.execute(
+            insert.on_conflict_do_update(index_elements=list(table.primary_key), set_=updates(insert.excluded)),
+            list(rows),
+        )
+        return
+    names = list(rows[0])
+    source = sa.select(*(sa.column(name) for name in names)).select_from(
+        sa.text(f"jsonb_populate_recordset(NULL::{table.name}, CAST(:rows AS jsonb))")
+    )
+    insert = postgresql.insert(table).from_select(names, source)
+    connection.execute(
+        insert.on_conflict_do_update(index_elements=list(table.primary_key), set_=updates(insert.excluded)),
+        {"rows": orjson.dumps(rows).decode()},
+    )
 
 
 # What pairing needs of an event, without reading back its whole payload.
@@ -119,7 +144,7 @@ _PAIR_COLUMNS = (
     events.c.route_id,
     events.c.order_id,
     events.c.worker_id,
-    _DATA["stop_seq"].as_integer().label("stop_seq"),
+    events.c.stop_seq,
     _DATA["planned_drive_s"].as_float().label("planned_drive_s"),
     _DATA["hourly_cost"].as_float().label("hourly_cost"),
 )
@@ -196,22 +221,104 @@ def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], t
     return [_fact(row) for row in rows]
 
 
-def _update_samples(connection: sa.Connection, new: Iterable[Fact], deltas: Deltas) -> None:
-    touched_routes = {f.data["route_id"] for f in new if f.type in ROUTE_PAIR_TYPES}
-    touched_orders = {f.data["order_id"] for f in new if f.type in ORDER_PAIR_TYPES}
-    if not touched_routes and not touched_orders:
-        return
-    facts = _group_facts(connection, events.c.route_id, touched_routes, ROUTE_PAIR_TYPES)
-    facts += _group_facts(connection, events.c.order_id, touched_orders, ORDER_PAIR_TYPES)
-    current = metrics.pair_samples(facts)
+def _matching(
+    connection: sa.Connection, query: sa.Select, columns: Sequence[sa.Column], keys: list[tuple]
+) -> sa.Select:
+    """Restrict ``query`` to the rows whose ``columns`` equal one of ``keys``.
 
+    On PostgreSQL the keys are joined as ``unnest`` of one array per column:
+    one cheap plan whatever their number, each key looked up by index (a long
+    row-value IN list costs milliseconds to plan). SQLite takes the IN list.
+    """
+    if connection.dialect.name != "postgresql":
+        return query.where(sa.tuple_(*columns).in_(keys))
+    arrays = [
+        sa.bindparam(f"keys_{column.name}", [key[i] for key in keys], type_=postgresql.ARRAY(column.type))
+        for i, column in enumerate(columns)
+    ]
+    wanted = sa.func.unnest(*arrays).table_valued(*(column.name for column in columns)).render_derived("wanted")
+    return query.join(wanted, sa.and_(*(column == wanted.c[column.name] for column in columns)))
+
+
+_TRUCK_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed")
+_STOP_TYPES = ("stop.arrived", "stop.departed")
+
+
+@dataclass
+class PairKeys:
+    """The pairs a batch's new events can complete or change, as keys to look up.
+
+    Only these anchors' samples are recomputed, from exactly the partners they
+    need, so a batch reads a few rows per event instead of whole routes.
+    """
+
+    dock_routes: set[str] = field(default_factory=set)  # a truck's arrival or loading start: its dock wait
+    departures: set[tuple[str, int]] = field(default_factory=set)  # (route, stop_seq); the truck leaves at 0
+    arrivals: set[tuple[str, int]] = field(default_factory=set)  # (route, stop_seq) of stop arrivals
+    orders: set[str] = field(default_factory=set)  # a packing or loading: its ready-to-truck time
+
+    @classmethod
+    def of(cls, new: Iterable[Fact]) -> PairKeys:
+        """Return the keys the new events touch: each event's own pair, on either side."""
+        keys = cls()
+        for fact in new:
+            data = fact.data
+            if fact.type in ("truck.arrived", "truck.loading_started"):
+                keys.dock_routes.add(data["route_id"])
+            elif fact.type in ("truck.departed", "stop.departed"):
+                seq = 0 if fact.type == "truck.departed" else data["stop_seq"]
+                keys.departures.add((data["route_id"], seq))
+                keys.arrivals.add((data["route_id"], seq + 1))
+            elif fact.type == "stop.arrived":
+                keys.arrivals.add((data["route_id"], data["stop_seq"]))
+                keys.departures.add((data["route_id"], data["stop_seq"] - 1))
+            elif fact.type in ORDER_PAIR_TYPES:
+                keys.orders.add(data["order_id"])
+        return keys
+
+    def __bool__(self) -> bool:
+        return bool(self.dock_routes or self.arrivals or self.orders)
+
+    def wants(self, fact: Fact) -> bool:
+        """Tell whether a looked-up event is one half of a pair these keys name."""
+        data = fact.data
+        if fact.type in ("truck.arrived", "truck.loading_started"):
+            return data["route_id"] in self.dock_routes
+        if fact.type == "truck.departed":
+            return (data["route_id"], 0) in self.departures
+        if fact.type == "stop.departed":
+            return (data["route_id"], data["stop_seq"]) in self.departures
+        if fact.type == "stop.arrived":
+            return (data["route_id"], data["stop_seq"]) in self.arrivals
+        return data["order_id"] in self.orders
+
+    def facts(self, connection: sa.Connection) -> list[Fact]:
+        """Look up, from history, every event these keys name (the batch's own included)."""
+        truck_routes = self.dock_routes | {route for route, seq in self.departures if seq == 0}
+        stop_keys = self.departures | self.arrivals
+        found = _group_facts(connection, events.c.route_id, truck_routes, _TRUCK_TYPES)
+        found += _group_facts(connection, events.c.order_id, self.orders, ORDER_PAIR_TYPES)
+        if stop_keys:
+            query = sa.select(*_PAIR_COLUMNS).where(events.c.type.in_(_STOP_TYPES))
+            query = _matching(connection, query, (events.c.route_id, events.c.stop_seq), sorted(stop_keys))
+            found += (_fact(row) for row in connection.execute(query))
+        return [fact for fact in found if self.wants(fact)]
+
+
+def _update_samples(connection: sa.Connection, new: Iterable[Fact], deltas: Deltas) -> None:
+    keys = PairKeys.of(new)
+    if not keys:
+        return
+    current = metrics.pair_samples(keys.facts(connection))
+    if not current:
+        return
     stored: dict[tuple[str, Key], float] = {}
-    conditions = []
-    if touched_routes:
-        conditions.append(sa.and_(samples.c.group_key.in_(sorted(touched_routes)), samples.c.kind.in_(_ROUTE_KINDS)))
-    if touched_orders:
-        conditions.append(sa.and_(samples.c.group_key.in_(sorted(touched_orders)), samples.c.kind == metrics.READY))
-    query = sa.select(samples.c.kind, samples.c.source, samples.c.id, samples.c.value).where(sa.or_(*conditions))
+    query = _matching(
+        connection,
+        sa.select(samples.c.kind, samples.c.source, samples.c.id, samples.c.value),
+        (samples.c.kind, samples.c.source, samples.c.id),
+        sorted((kind, source, id_) for kind, (source, id_) in current),
+    )
     for row in connection.execute(query):
         stored[(row.kind, (row.source, row.id))] = row.value
 
@@ -224,15 +331,12 @@ def _update_samples(connection: sa.Connection, new: Iterable[Fact], deltas: Delt
             deltas.add(sample.site_id, sample.time, metrics.sample_field(sample.kind, old), -1)
         deltas.add(sample.site_id, sample.time, metrics.sample_field(sample.kind, sample.value), 1)
         changed.append(_sample_row(sample))
-    if changed:
-        insert = _dialect_insert(connection)(samples)
-        connection.execute(
-            insert.on_conflict_do_update(
-                index_elements=[samples.c.kind, samples.c.source, samples.c.id],
-                set_={"value": insert.excluded.value},
-            ),
-            sorted(changed, key=lambda row: (row["kind"], row["source"], row["id"])),
-        )
+    _upsert(
+        connection,
+        samples,
+        sorted(changed, key=lambda row: (row["kind"], row["source"], row["id"])),
+        lambda x: {"value": x.value},
+    )
 
 
 def _sample_row(sample: Sample) -> dict[str, Any]:
@@ -277,14 +381,8 @@ def _update_shifts(connection: sa.Connection, new: Iterable[Fact], deltas: Delta
                 "hourly_cost": shift.hourly_cost,
             }
         )
-    if changed:
-        insert = _dialect_insert(connection)(shifts)
-        connection.execute(
-            insert.on_conflict_do_update(
-                index_elements=[shifts.c.source, shifts.c.id], set_={"end": insert.excluded["end"]}
-            ),
-            sorted(changed, key=lambda row: (row["source"], row["id"])),
-        )
+    changed.sort(key=lambda row: (row["source"], row["id"]))
+    _upsert(connection, shifts, changed, lambda x: {"end": x["end"]})
 
 
 def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
@@ -293,29 +391,7 @@ def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
         for (scope, grain, bucket, name), value in sorted(deltas.values.items())
         if value != 0
     ]
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
-        # One set-based statement for the batch; rows sorted by key keep concurrent workers from deadlocking.
-        columns = ("scope", "grain", "bucket", "field", "value")
-        connection.execute(_ROLLUP_UPSERT, {f"{name}s": [row[name] for row in rows] for name in columns})
-        return
-    insert = _dialect_insert(connection)(rollups)
-    connection.execute(
-        insert.on_conflict_do_update(
-            index_elements=[rollups.c.scope, rollups.c.grain, rollups.c.bucket, rollups.c.field],
-            set_={"value": rollups.c.value + insert.excluded.value},
-        ),
-        rows,
-    )
-
-
-_ROLLUP_UPSERT = sa.text(
-    "INSERT INTO rollups (scope, grain, bucket, field, value) "
-    "SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:grains AS text[]), CAST(:buckets AS timestamptz[]), "
-    "CAST(:fields AS text[]), CAST(:values AS float8[])) "
-    "ON CONFLICT (scope, grain, bucket, field) DO UPDATE SET value = rollups.value + excluded.value"
-)
+    _upsert(connection, rollups, rows, lambda x: {"value": rollups.c.value + x.value})
 
 
 # -- current state ------------------------------------------------------------------
@@ -469,88 +545,63 @@ def _upsert_state(
     worker_rows: dict[str, dict[str, Any]],
     site_rows: dict[str, dict[str, Any]],
 ) -> None:
-    insert = _dialect_insert(connection)
-    if site_rows:
-        statement = insert(sites)
-        x = statement.excluded
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[sites.c.site_id],
-                set_={
-                    "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
-                    "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
-                },
-            ),
-            [
-                {"site_id": r["site_id"], "first_event_time": r["first"], "last_event_time": r["last"]}
-                for _, r in sorted(site_rows.items())
-            ],
-        )
-    if order_rows:
-        statement = insert(orders)
-        x = statement.excluded
+    site_list = [
+        {"site_id": r["site_id"], "first_event_time": r["first"], "last_event_time": r["last"]}
+        for _, r in sorted(site_rows.items())
+    ]
+    _upsert(
+        connection,
+        sites,
+        site_list,
+        lambda x: {
+            "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
+            "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
+        },
+    )
+
+    def order_updates(x: Any) -> dict[str, Any]:
         promise_newer = _newer(orders, x, "promise_time")
         stage_newer = _newer(orders, x, "stage_time", "stage_rank")
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[orders.c.order_id],
-                set_={
-                    "priority": sa.func.coalesce(x.priority, orders.c.priority),
-                    "created_at": _earlier(x.created_at, orders.c.created_at),
-                    "promised_start": _pick(promise_newer, x.promised_start, orders.c.promised_start),
-                    "promised_end": _pick(promise_newer, x.promised_end, orders.c.promised_end),
-                    "promise_time": _pick(promise_newer, x.promise_time, orders.c.promise_time),
-                    "stage": _pick(stage_newer, x.stage, orders.c.stage),
-                    "stage_rank": _pick(stage_newer, x.stage_rank, orders.c.stage_rank),
-                    "stage_time": _pick(stage_newer, x.stage_time, orders.c.stage_time),
-                    "attempts": orders.c.attempts + x.attempts,
-                },
-            ),
-            [order_rows[key] for key in sorted(order_rows)],
-        )
-    if dock_rows:
-        statement = insert(docks)
-        x = statement.excluded
+        return {
+            "priority": sa.func.coalesce(x.priority, orders.c.priority),
+            "created_at": _earlier(x.created_at, orders.c.created_at),
+            "promised_start": _pick(promise_newer, x.promised_start, orders.c.promised_start),
+            "promised_end": _pick(promise_newer, x.promised_end, orders.c.promised_end),
+            "promise_time": _pick(promise_newer, x.promise_time, orders.c.promise_time),
+            "stage": _pick(stage_newer, x.stage, orders.c.stage),
+            "stage_rank": _pick(stage_newer, x.stage_rank, orders.c.stage_rank),
+            "stage_time": _pick(stage_newer, x.stage_time, orders.c.stage_time),
+            "attempts": orders.c.attempts + x.attempts,
+        }
+
+    def dock_updates(x: Any) -> dict[str, Any]:
         newer = _newer(docks, x, "status_time")
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[docks.c.site_id, docks.c.dock_id],
-                set_={
-                    "status": _pick(newer, x.status, docks.c.status),
-                    "reason": _pick(newer, x.reason, docks.c.reason),
-                    "status_time": _pick(newer, x.status_time, docks.c.status_time),
-                },
-            ),
-            [dock_rows[key] for key in sorted(dock_rows)],
-        )
-    if route_rows:
-        statement = insert(routes)
-        x = statement.excluded
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[routes.c.route_id],
-                set_={
-                    "dock_id": sa.func.coalesce(x.dock_id, routes.c.dock_id),
-                    "arrived_at": _later(x.arrived_at, routes.c.arrived_at),
-                    "loading_started_at": _later(x.loading_started_at, routes.c.loading_started_at),
-                    "departed_at": _later(x.departed_at, routes.c.departed_at),
-                },
-            ),
-            [route_rows[key] for key in sorted(route_rows)],
-        )
-    if worker_rows:
-        statement = insert(workers)
-        x = statement.excluded
+        return {
+            "status": _pick(newer, x.status, docks.c.status),
+            "reason": _pick(newer, x.reason, docks.c.reason),
+            "status_time": _pick(newer, x.status_time, docks.c.status_time),
+        }
+
+    def worker_updates(x: Any) -> dict[str, Any]:
         newer = _newer(workers, x, "shift_time")
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[workers.c.worker_id],
-                set_={
-                    "role": sa.func.coalesce(x.role, workers.c.role),
-                    "shift_state": _pick(newer, x.shift_state, workers.c.shift_state),
-                    "shift_time": _pick(newer, x.shift_time, workers.c.shift_time),
-                    "absent_at": _later(x.absent_at, workers.c.absent_at),
-                },
-            ),
-            [worker_rows[key] for key in sorted(worker_rows)],
-        )
+        return {
+            "role": sa.func.coalesce(x.role, workers.c.role),
+            "shift_state": _pick(newer, x.shift_state, workers.c.shift_state),
+            "shift_time": _pick(newer, x.shift_time, workers.c.shift_time),
+            "absent_at": _later(x.absent_at, workers.c.absent_at),
+        }
+
+    _upsert(connection, orders, [order_rows[key] for key in sorted(order_rows)], order_updates)
+    _upsert(connection, docks, [dock_rows[key] for key in sorted(dock_rows)], dock_updates)
+    _upsert(
+        connection,
+        routes,
+        [route_rows[key] for key in sorted(route_rows)],
+        lambda x: {
+            "dock_id": sa.func.coalesce(x.dock_id, routes.c.dock_id),
+            "arrived_at": _later(x.arrived_at, routes.c.arrived_at),
+            "loading_started_at": _later(x.loading_started_at, routes.c.loading_started_at),
+            "departed_at": _later(x.departed_at, routes.c.departed_at),
+        },
+    )
+    _upsert(connection, workers, [worker_rows[key] for key in sorted(worker_rows)], worker_updates)

@@ -42,6 +42,8 @@ events = sa.Table(
     sa.Column("driver_id", sa.String(64)),
     sa.Column("worker_id", sa.String(64)),
     sa.Column("dock_id", sa.String(64)),
+    # A stop event's place on its route: pairing looks partners up by (route_id, stop_seq).
+    sa.Column("stop_seq", sa.Integer),
     sa.Column("payload", Json, nullable=False),
 )
 
@@ -285,9 +287,9 @@ def _alembic_config(engine: sa.Engine) -> Config:
     return config
 
 
-def migrate(engine: sa.Engine) -> str:
-    """Create or upgrade the schema to the newest revision; return it."""
-    command.upgrade(_alembic_config(engine), "head")
+def migrate(engine: sa.Engine, revision: str = "head") -> str:
+    """Create or upgrade the schema to ``revision`` (the newest by default); return it."""
+    command.upgrade(_alembic_config(engine), revision)
     return current_revision(engine) or ""
 
 

@@ -38,6 +38,7 @@ class StoredEvent:
     time: datetime
     received_at: datetime
     correlation: tuple[str | None, ...]
+    stop_seq: int | None
     payload: bytes
 
     @classmethod
@@ -58,6 +59,7 @@ class StoredEvent:
                 time=_utc(raw["time"]),
                 received_at=datetime.fromtimestamp(entry_ms(entry_id) / 1000, UTC),
                 correlation=tuple(_correlation_id(data, name) for name in CORRELATION_FIELDS),
+                stop_seq=_stop_seq(data),
                 payload=payload,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
@@ -78,6 +80,7 @@ class StoredEvent:
             "received_at": self.received_at,
             "stream_id": self.stream_id,
             **dict(zip(CORRELATION_FIELDS, self.correlation, strict=True)),
+            "stop_seq": self.stop_seq,
             "payload": orjson.loads(self.payload),
         }
 
@@ -94,7 +97,23 @@ def _correlation_id(data: dict[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-_COLUMNS = ("source", "id", "type", "site_id", "time", "received_at", "stream_id", *CORRELATION_FIELDS, "payload")
+def _stop_seq(data: dict[str, Any]) -> int | None:
+    value = data.get("stop_seq")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_COLUMNS = (
+    "source",
+    "id",
+    "type",
+    "site_id",
+    "time",
+    "received_at",
+    "stream_id",
+    *CORRELATION_FIELDS,
+    "stop_seq",
+    "payload",
+)
 _STAGING = sa.text(
     "CREATE TEMPORARY TABLE IF NOT EXISTS events_staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
@@ -148,6 +167,7 @@ def _copy_events(connection: sa.Connection, batch: Sequence[StoredEvent]) -> set
                         stored.received_at,
                         stored.stream_id,
                         *stored.correlation,
+                        stored.stop_seq,
                         stored.payload.decode(),
                     )
                 )

@@ -1,0 +1,85 @@
+"""Upgrading a database that already holds history keeps it usable by the new code."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from dashboard.db import create_db_engine, head_revision, migrate
+from dashboard.settings import Settings
+from tests.conftest import PG_ADMIN_URL
+
+T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+# Events as revision 0005 stored them: the stop sequence only inside the payload.
+OLD_EVENTS = [
+    ("e-stop", "stop.arrived", {"site_id": "SEA1", "route_id": "R1", "stop_seq": 3, "planned_drive_s": 600}),
+    ("e-attempt", "delivery.attempted", {"site_id": "SEA1", "route_id": "R1", "order_id": "O1", "stop_seq": 3}),
+    ("e-truck", "truck.departed", {"site_id": "SEA1", "route_id": "R1", "dock_id": "D1"}),
+]
+
+
+@pytest.fixture
+def pg_engine() -> Iterator[sa.Engine]:
+    name = f"tower_migration_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    engine = create_db_engine(Settings(database_url=PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"))
+    yield engine
+    engine.dispose()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    engine = create_db_engine(Settings(var_dir=tmp_path))
+    yield engine
+    engine.dispose()
+
+
+def _store_old_events(engine: sa.Engine) -> None:
+    rows = [
+        {
+            "source": "/test",
+            "id": key,
+            "type": kind,
+            "site_id": data["site_id"],
+            "time": T0,
+            "received_at": T0,
+            "stream_id": f"1-{index}",
+            "route_id": data["route_id"],
+            "payload": orjson.dumps({"source": "/test", "id": key, "type": kind, "data": data}).decode(),
+        }
+        for index, (key, kind, data) in enumerate(OLD_EVENTS)
+    ]
+    payload = "CAST(:payload AS jsonb)" if engine.dialect.name == "postgresql" else ":payload"
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO events (source, id, type, site_id, time, received_at, stream_id, route_id, payload) "
+                f"VALUES (:source, :id, :type, :site_id, :time, :received_at, :stream_id, :route_id, {payload})"
+            ),
+            rows,
+        )
+
+
+@pytest.mark.parametrize("engine_name", ["pg_engine", "sqlite_engine"])
+def test_upgrade_fills_stop_seq_of_stored_events(request: pytest.FixtureRequest, engine_name: str) -> None:
+    engine: sa.Engine = request.getfixturevalue(engine_name)
+    assert migrate(engine, "0005") == "0005"
+    _store_old_events(engine)
+
+    assert migrate(engine) == head_revision()
+
+    with engine.connect() as connection:
+        found = dict(connection.execute(sa.text("SELECT id, stop_seq FROM events")).all())
+        indexes = {index["name"] for index in sa.inspect(connection).get_indexes("events")}
+    assert found == {"e-stop": 3, "e-attempt": 3, "e-truck": None}
+    assert "events_route_pairs" in indexes
