@@ -22,6 +22,7 @@ by two workers at once always see each other.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -64,6 +65,12 @@ def truncate(moment: datetime, grain: str) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+@functools.lru_cache(maxsize=4096)
+def _buckets(moment: datetime) -> tuple[tuple[str, datetime], ...]:
+    """Return (grain, bucket start) of ``moment`` for every grain; a batch asks for the same times often."""
+    return tuple((grain, truncate(moment, grain)) for grain in GRAINS)
+
+
 @dataclass
 class Deltas:
     """Changes to rollup fields, and the shifts that changed, from one batch."""
@@ -75,9 +82,9 @@ class Deltas:
 
     def add(self, site_id: str, moment: datetime, field_name: str, value: float) -> None:
         """Add ``value`` to a field in every grain's bucket of ``moment``, for the site and the network."""
-        for scope in (site_id, NETWORK):
-            for grain in GRAINS:
-                self.values[(scope, grain, truncate(moment, grain), field_name)] += value
+        for grain, bucket in _buckets(moment):
+            self.values[(site_id, grain, bucket, field_name)] += value
+            self.values[(NETWORK, grain, bucket, field_name)] += value
 
     def __bool__(self) -> bool:
         return bool(self.values or self.shifts)
@@ -214,13 +221,6 @@ def _first_of_each(batch: Sequence[StoredEvent], inserted: set[Key]) -> list[Sto
     return list(chosen.values())
 
 
-def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], types: tuple[str, ...]) -> list[Fact]:
-    if not keys:
-        return []
-    rows = connection.execute(sa.select(*_PAIR_COLUMNS).where(column.in_(sorted(keys)), events.c.type.in_(types)))
-    return [_fact(row) for row in rows]
-
-
 def _matching(
     connection: sa.Connection, query: sa.Select, columns: Sequence[sa.Column], keys: list[tuple]
 ) -> sa.Select:
@@ -238,6 +238,14 @@ def _matching(
     ]
     wanted = sa.func.unnest(*arrays).table_valued(*(column.name for column in columns)).render_derived("wanted")
     return query.join(wanted, sa.and_(*(column == wanted.c[column.name] for column in columns)))
+
+
+def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], types: tuple[str, ...]) -> list[Fact]:
+    if not keys:
+        return []
+    query = sa.select(*_PAIR_COLUMNS).where(events.c.type.in_(types))
+    rows = connection.execute(_matching(connection, query, (column,), [(key,) for key in sorted(keys)]))
+    return [_fact(row) for row in rows]
 
 
 _TRUCK_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed")
