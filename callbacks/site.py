@@ -1,8 +1,19 @@
-"""Refresh of the site page: doors, labor and stuck orders every few seconds, trends by Patch."""
+"""Refresh of the site page: state and trends every few seconds, and a banner naming a store that is down.
+
+Each refresh reads both stores (through their breakers): the site's state from
+the database, its 24-hour trends from Redis. A store that does not answer
+leaves what it last gave on screen and a banner line says so, as on the wall
+screen: "Redis unreachable: live figures stale since ...", "History is
+unavailable (PostgreSQL unreachable since ...)".
+"""
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +21,7 @@ from dash import ALL, Dash, Input, Output, Patch, State, ctx, html, no_update
 
 from dashboard.aggregates import truncate
 from dashboard.stream import StoreUnavailable
-from dashboard.wallboard import database_name, history_unavailable
+from dashboard.wallboard import LastGood, database_name, history_unavailable, stale_line
 from datasources.alerts import AlertConflict, AlertNotFound
 from datasources.sources import Sources
 from layouts import ids
@@ -18,6 +29,8 @@ from layouts import site as site_layout
 
 SITE_REFRESH_S = 2.0
 TREND_HOURS = 24
+# Site pages remembered (last state, last trends) per process; the least recently refreshed go first.
+REMEMBERED_SITES = 256
 
 
 def site_view(
@@ -52,10 +65,102 @@ def trend_points(points: list[tuple[datetime, dict[str, Any]]]) -> list[dict[str
     return [{"t": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), **figures} for moment, figures in points]
 
 
+def unavailable_view(database: str) -> tuple[Any, ...]:
+    """Return the page's state parts while the database is down and nothing of the site is remembered."""
+    unavailable = [html.Div(f"Unavailable while {database} is down.", className="empty")]
+    return unavailable, unavailable, [], "", ""
+
+
 def history_message(sources: Sources) -> str:
     """Return the site page's plain message while the database is down."""
     since = sources.down_since("database") or datetime.now(UTC)
     return history_unavailable(database_name(sources.settings.database_url), since)
+
+
+@dataclass
+class SiteReading:
+    """What one refresh of a site page got: each store's answer, or the last one it gave and why it is stale."""
+
+    state: dict[str, Any] | None
+    trends: list[dict[str, Any]] | None
+    state_fresh: bool
+    trends_fresh: bool
+    banner: list[str] = field(default_factory=list)
+
+    @property
+    def state_known(self) -> bool:
+        """Whether there is a state to show (fresh, or remembered from before the outage)."""
+        return self.state_fresh or self.state is not None
+
+
+def read_site(
+    read_state: Callable[[], dict[str, Any] | None],
+    read_trends: Callable[[], list[dict[str, Any]]],
+    memory: LastGood,
+    site_id: str,
+    now: datetime,
+    history_line: Callable[[], str],
+) -> SiteReading:
+    """Read the site's state and trends; a store that is down gives what it last gave, and a banner line.
+
+    ``memory`` (the site's ``LastGood``) keeps the state under ``summaries[site_id]``
+    and the trend points under ``figures[site_id]["trends"]``.
+    """
+    banner: list[str] = []
+    state: dict[str, Any] | None
+    try:
+        state = read_state()
+        state_fresh = True
+        memory.summaries, memory.state_at = ({site_id: state} if state is not None else {}), now
+    except StoreUnavailable:
+        state, state_fresh = memory.summaries.get(site_id), False
+    trends: list[dict[str, Any]] | None
+    try:
+        trends = read_trends()
+        trends_fresh = True
+        memory.figures, memory.live_at = {site_id: {"trends": trends}}, now
+    except StoreUnavailable as error:
+        trends, trends_fresh = (memory.figures.get(site_id) or {}).get("trends"), False
+        banner.append(stale_line("Redis", "live figures", memory.live_at, error))
+    if not state_fresh:
+        line = history_line()
+        # With Redis down too, nothing continues: keep the line to what is true.
+        banner.append(line if trends_fresh else line.partition(";")[0])
+    return SiteReading(state, trends, state_fresh, trends_fresh, banner)
+
+
+class SiteMemory:
+    """The last figures each store gave for each site page of this process (a ``LastGood`` per site)."""
+
+    def __init__(self, size: int = REMEMBERED_SITES) -> None:
+        self._size = size
+        self._sites: OrderedDict[str, LastGood] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, site_id: str) -> LastGood:
+        """Return the site's memory (new and empty the first time)."""
+        with self._lock:
+            memory = self._sites.get(site_id)
+            if memory is None:
+                memory = self._sites[site_id] = LastGood()
+                while len(self._sites) > self._size:
+                    self._sites.popitem(last=False)
+            else:
+                self._sites.move_to_end(site_id)
+            return memory
+
+
+def trends_output(points: list[dict[str, Any]] | None, fresh: bool, first: bool) -> Any:
+    """Return the trends chart's update: the whole figure at first, then a Patch of its series, or no_update."""
+    if first:
+        return site_layout.trends_figure(points or [])
+    if not fresh or points is None:
+        return no_update  # the last figures stay on screen
+    patch = Patch()
+    for index, trace in enumerate(site_layout.trends_figure(points)["data"]):
+        patch["data"][index]["x"] = trace["x"]
+        patch["data"][index]["y"] = trace["y"]
+    return patch
 
 
 def site_alerts(sources: Sources, site_id: str) -> list[dict[str, Any]]:
@@ -112,10 +217,23 @@ def register(app: Dash, sources: Sources, network_backlog_per_picker: Any) -> No
     """Register the site page's callbacks; ``network_backlog_per_picker()`` reads the shared wall snapshot."""
     thresholds = sources.settings.tile_thresholds
 
+    memories = SiteMemory()
+    database = database_name(sources.settings.database_url)
+
     def read_state(site_id: str) -> dict[str, Any] | None:
         return sources.cached(
             "site-state", SITE_REFRESH_S, lambda: sources.state.state(site_id, datetime.now(UTC)), site_id
         )
+
+    def read_trends(site_id: str) -> list[dict[str, Any]]:
+        def compute() -> list[dict[str, Any]]:
+            now = datetime.now(UTC)
+            # Hour-aligned points read one hour hash each: 24 reads for a day, in one round trip.
+            end = truncate(now, "h") + timedelta(hours=1)
+            series = sources.live.series([site_id], end, TREND_HOURS, timedelta(hours=1), timedelta(hours=1), now)
+            return trend_points(series[site_id])
+
+        return sources.cached("site-trends", SITE_REFRESH_S, compute, site_id)
 
     @app.callback(
         Output(ids.SITE_DOORS, "children"),
@@ -123,49 +241,30 @@ def register(app: Dash, sources: Sources, network_backlog_per_picker: Any) -> No
         Output(ids.SITE_STUCK, "rowData"),
         Output(ids.SITE_STUCK_COUNT, "children"),
         Output(ids.SITE_AS_OF, "children"),
+        Output(ids.SITE_TRENDS, "figure"),
         Output(ids.SITE_BANNER, "children"),
         Output(ids.SITE_BANNER, "hidden"),
         Input(ids.SITE_INTERVAL, "n_intervals"),
         State(ids.SITE_ID, "data"),
     )
-    def refresh(_n: int | None, site_id: str) -> tuple[Any, ...]:
-        try:
-            state = read_state(site_id)
-        except StoreUnavailable:
-            # The last doors, labor and stuck orders stay; the trends (Redis) go on.
-            return (no_update,) * 5 + (history_message(sources), False)
-        return (*site_view(state, network_backlog_per_picker(), thresholds), "", True)
-
-    @app.callback(
-        Output(ids.SITE_TRENDS, "figure"),
-        Input(ids.SITE_TRENDS_INTERVAL, "n_intervals"),
-        State(ids.SITE_ID, "data"),
-    )
-    def trends(n: int | None, site_id: str) -> Any:
-        now = datetime.now(UTC)
-        # Hour-aligned points read one hour hash each: 24 reads for a day.
-        end = truncate(now, "h") + timedelta(hours=1)
-        try:
-            series = sources.cached(
-                "site-trends",
-                30,
-                lambda: trend_points(
-                    sources.live.series([site_id], end, TREND_HOURS, timedelta(hours=1), timedelta(hours=1), now)[
-                        site_id
-                    ]
-                ),
-                site_id,
-            )
-        except StoreUnavailable:
-            return no_update if n else site_layout.trends_figure([])
-        if not n:
-            return site_layout.trends_figure(series)
-        patch = Patch()
-        figure = site_layout.trends_figure(series)
-        for index, trace in enumerate(figure["data"]):
-            patch["data"][index]["x"] = trace["x"]
-            patch["data"][index]["y"] = trace["y"]
-        return patch
+    def refresh(n: int | None, site_id: str) -> tuple[Any, ...]:
+        reading = read_site(
+            lambda: read_state(site_id),
+            lambda: read_trends(site_id),
+            memories.of(site_id),
+            site_id,
+            datetime.now(UTC),
+            lambda: history_message(sources),
+        )
+        first = not n
+        if reading.state_fresh or (first and reading.state_known):
+            parts = site_view(reading.state, network_backlog_per_picker(), thresholds)
+        elif first:
+            parts = unavailable_view(database)
+        else:
+            parts = (no_update,) * 5  # the last doors, labor and stuck orders stay
+        banner = [html.Div(line) for line in reading.banner]
+        return (*parts, trends_output(reading.trends, reading.trends_fresh, first), banner, not banner)
 
     @app.callback(
         Output(ids.SITE_ALERTS, "children"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Tile colours of the wall screen. Rates are fractions; times in seconds; cost in the
@@ -90,9 +90,10 @@ class Settings(BaseSettings):
     control_token_name: str = Field(default="wall-screen-operator", min_length=1, max_length=128)
     # Circuit breakers around Redis and the database (datasources/breaker.py): this many
     # consecutive failures open one; it then fails fast and lets one trial call through
-    # every BREAKER_RESET_S (keep it at most REFRESH_S, so a store that is back shows within a tick).
+    # every BREAKER_RESET_S. At most half of REFRESH_S (see _breaker_within_refresh), so
+    # every refresh tries a store that is down, and one that is back shows within a refresh.
     breaker_failures: int = Field(default=3, ge=1, le=100)
-    breaker_reset_s: float = Field(default=1.0, gt=0, le=60)
+    breaker_reset_s: float = Field(default=0.5, gt=0, le=60)
     # History cache: "redis" (shared by every web process; needs REDIS_URL) or "simple" (per process).
     cache_backend: Literal["auto", "redis", "simple"] = "auto"
 
@@ -117,6 +118,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"tile_thresholds.{name}: give exactly 'warn' and 'bad', got {sorted(levels)}")
             merged[name] = dict(levels)
         return merged
+
+    @model_validator(mode="after")
+    def _breaker_within_refresh(self) -> Settings:
+        # Trials every half refresh: the previous refresh's failed trial is always a whole
+        # cool-down old when the next refresh comes, however late or early its timer fires.
+        limit = self.refresh_s / 2
+        if self.breaker_reset_s > limit:
+            if "breaker_reset_s" in self.model_fields_set:
+                raise ValueError(
+                    f"breaker_reset_s ({self.breaker_reset_s:g} s) must be at most half of refresh_s "
+                    f"({self.refresh_s:g} s), or a store that is back may take longer than a refresh to show"
+                )
+            self.breaker_reset_s = limit  # the default, for a short REFRESH_S
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -315,8 +315,9 @@ def layout(site_id: str, refresh_ms: int, controls: Any, can_acknowledge: bool =
             dcc.Store(id=ids.SITE_ID, data=site_id),
             dcc.Store(id=ids.SITE_SCROLLED, data=False),
             dcc.Store(id=ids.SITE_ALERTS_VERSION),
+            # One refresh for everything: the state (database) and the trends (Redis), so the banner
+            # says within a refresh which store is down.
             dcc.Interval(id=ids.SITE_INTERVAL, interval=refresh_ms),
-            dcc.Interval(id=ids.SITE_TRENDS_INTERVAL, interval=30_000),
         ],
         className="page site-page",
     )

@@ -51,7 +51,7 @@ def test_band_links_to_the_explaining_panel_and_the_site_page_acknowledges(dash_
     dash_duo.start_server(app)
     selector = "#wall-band a[href='/sites/SEA1#site-doors']"
     dash_duo.wait_for_text_to_equal(selector, "SEA1: a truck has waited 41 min at D1", timeout=10)
-    click_fresh(dash_duo, selector)  # the band is re-drawn every tick
+    click_fresh(dash_duo, selector)  # the band is re-drawn whenever what it shows changes
     item = dash_duo.wait_for_element(f"[data-alert-id='{alert_id}']", timeout=10)
     assert dash_duo.driver.current_url.endswith("/sites/SEA1#site-doors")
     assert item.get_attribute("data-status") == "open"

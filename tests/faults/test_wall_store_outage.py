@@ -5,7 +5,8 @@ private PostgreSQL cluster), loads the wall screen in headless Chromium,
 stops the store, and checks that within two refresh intervals a banner says
 since when the figures are stale while the figures stay on screen; that no
 request was answered 500; and that once the store is back the banner goes
-and new events show.
+within one refresh interval (plus ``RECOVERY_ALLOWANCE_S``) of the store
+answering again, and new events show.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 REFRESH_S = 1.0
 SITES = ("SEA1", "PDX2")
+# How often these tests look at the page.
+POLL_S = 0.05
+# What a recovery may take beyond one refresh interval, measured from the store answering
+# again: the refresh request, the server's reads and computation, Dash rendering the answer,
+# this test's polling (POLL_S) and Selenium's round trip to read the banner, all on a shared
+# 2-core machine where Chromium, the server and the stores compete. Slowest measured: 1.01 s
+# on the wall (1 s refresh), 1.90 s on the site page (2 s refresh).
+RECOVERY_ALLOWANCE_S = 0.5
 VALUE = "[data-scope='{scope}'][data-tile='{metric}'] .wtile-value"
 
 
@@ -105,8 +114,16 @@ def banner(dash_duo) -> str:  # type: ignore[no-untyped-def]
 def wait_for_banner(dash_duo, text: str) -> float:  # type: ignore[no-untyped-def]
     """Return the seconds until the wall's banner holds ``text``."""
     started = time.monotonic()
-    wait_until(lambda: text in banner(dash_duo), 4 * REFRESH_S, f"the banner to say {text!r}", interval_s=0.05)
+    wait_until(lambda: text in banner(dash_duo), 4 * REFRESH_S, f"the banner to say {text!r}", interval_s=POLL_S)
     return time.monotonic() - started
+
+
+def seconds_to_recover(dash_duo, bring_back: Callable[[], None]) -> float:  # type: ignore[no-untyped-def]
+    """Bring the store back (``bring_back`` returns once it answers); return the seconds until the banner goes."""
+    bring_back()
+    answered = time.monotonic()
+    wait_until(lambda: banner(dash_duo) == "", REFRESH_S + 5, "the banner to go", interval_s=POLL_S)
+    return time.monotonic() - answered
 
 
 def post_failed_attempts(runtime: Runtime, count: int) -> None:
@@ -163,14 +180,16 @@ def test_redis_killed_the_wall_keeps_its_figures_marked_stale_then_recovers(redi
 
     server.kill()
     took = wait_for_banner(dash_duo, "live figures stale since")
+    print(f"wall, Redis killed: banner after {took:.2f} s")
     assert took <= 2 * REFRESH_S, f"banner after {took:.2f} s"
     assert "Redis unreachable" in banner(dash_duo)
     time.sleep(REFRESH_S)
     assert tile_texts(dash_duo) == before  # the last known figures stay on screen
     assert dash_duo.find_element("#wall-as-of").text.startswith("data as of")
 
-    server.restart()
-    wait_until(lambda: banner(dash_duo) == "", 3 * REFRESH_S, "the banner to go", interval_s=0.05)
+    took = seconds_to_recover(dash_duo, server.restart)  # restart() returns once the server answers PING
+    print(f"wall, Redis back: banner gone after {took:.2f} s")
+    assert took <= REFRESH_S + RECOVERY_ALLOWANCE_S, f"banner gone {took:.2f} s after Redis answered"
     post_failed_attempts(runtime, 5)
     dash_duo.wait_for_element(VALUE.format(scope="SEA1", metric="first_attempt_rate"))
     wait_until(
@@ -190,26 +209,16 @@ def test_postgres_stopped_live_figures_go_on_history_says_so_then_recovers(postg
 
     cluster.stop("fast")
     took = wait_for_banner(dash_duo, "site state stale since")
+    print(f"wall, PostgreSQL stopped: banner after {took:.2f} s")
     assert took <= 2 * REFRESH_S, f"banner after {took:.2f} s"
     assert "PostgreSQL unreachable" in banner(dash_duo)
     as_of = dash_duo.find_element("#wall-as-of").text
     wait_until(lambda: dash_duo.find_element("#wall-as-of").text != as_of, 3 * REFRESH_S, "the live figures to tick")
     assert tile_texts(dash_duo) == before  # the site rows stay, their live figures come from Redis
 
-    dash_duo.wait_for_page(f"{dash_duo.server_url}/sites/SEA1")
-    dash_duo.wait_for_contains_text(
-        "#site-banner", "History is unavailable (PostgreSQL unreachable since", timeout=4 * REFRESH_S
-    )
-    assert "live figures continue" in dash_duo.find_element("#site-banner").text
-
-    cluster.start()
-    wait_until(
-        lambda: not dash_duo.find_element("#site-banner").is_displayed(), 6, "the site banner to go", interval_s=0.1
-    )
-    dash_duo.wait_for_element("[data-door]", timeout=4)
-    dash_duo.wait_for_page(dash_duo.server_url)
-    dash_duo.wait_for_element(VALUE.format(scope="SEA1", metric="first_attempt_rate"), timeout=10)
-    wait_until(lambda: banner(dash_duo) == "", 3 * REFRESH_S, "the wall banner to go", interval_s=0.05)
+    took = seconds_to_recover(dash_duo, cluster.start)  # pg_ctl -w returns once the server accepts connections
+    print(f"wall, PostgreSQL back: banner gone after {took:.2f} s")
+    assert took <= REFRESH_S + RECOVERY_ALLOWANCE_S, f"banner gone {took:.2f} s after PostgreSQL answered"
     post_failed_attempts(runtime, 5)
     wait_until(
         lambda: tile_texts(dash_duo)[("SEA1", "first_attempt_rate")] != before[("SEA1", "first_attempt_rate")],
