@@ -10,11 +10,12 @@ It builds a fresh database (``tower_bench_dashboard``) and Redis key prefix,
 seeds a simulated network (``python app.py simulate``, drained by a real
 ``python app.py ingest``), starts ``python app.py serve``, and opens ``/`` once
 in headless Chromium to capture the exact bodies a wall screen posts to
-``/_dash-update-component`` (the tile refresh, and the sparkline refresh with
-the versions the screen echoes). Then, per level, load processes (asyncio, one
+``/_dash-update-component`` (the refresh, which asks for the tick's view
+model, and the sparkline refresh with the versions the screen echoes). Then, per level, load processes (asyncio, one
 keep-alive HTTP/1.1 connection per screen) play N screens: each posts the
 refresh every ``--period`` seconds, staggered, and the sparkline refresh every
-``SPARKLINE_REFRESH_S`` with its own versions. Meanwhile a probe posts a
+``SPARKLINE_REFRESH_S`` with its own versions (updated from the lines each
+answer carries, as the page's assets/wall.js does). Meanwhile a probe posts a
 marked delivery for a dedicated site through ``POST /api/v1/events`` and polls
 the same refresh until the site's delivery count shows it: tightly (when the
 server has it) and as screens refreshing every 1 and 2 seconds would (when a
@@ -82,6 +83,7 @@ MARK_SITE = "ZBENCH"  # sorts after the simulated sites; only the probe's delive
 GOAL_SCREENS = 1000
 GOAL_P95_MS = 100.0
 GOAL_FRESHNESS_P95_S = 2.0
+APP_REFRESH_S = 1.0  # the app's default REFRESH_S: the production screens' period
 REFRESH, SPARK = 0, 1
 KIND_NAMES = {REFRESH: "refresh", SPARK: "sparklines"}
 # A record per request: kind, sent (monotonic, system-wide), latency s, status (0 error, -1 timeout), loop lateness s.
@@ -303,18 +305,25 @@ def spark_body_parts(body: dict[str, Any]) -> tuple[bytes, bytes]:
 
 
 def marker_count(payload: bytes) -> int | None:
-    """Return the marked site's delivery count from a refresh response (None when its tile is absent)."""
-    response = orjson.loads(payload).get("response", {})
-    for key, props in response.items():
-        if not key.startswith("{") or ids.WALL_SUB not in key or MARK_SITE not in key:
-            continue
-        component = orjson.loads(key)
-        if component.get("scope") == MARK_SITE and component.get("metric") == "cost_per_delivery":
-            text = str(props.get("children", ""))
-            with contextlib.suppress(ValueError):
-                return int(text.split()[0].replace(",", ""))
-            return 0
-    return None
+    """Return the marked site's delivery count from a refresh answer (None when its tile is absent).
+
+    The answer is the tick's view model; its ``cost_per_delivery`` tile of
+    the marked site says "N deliveries" under the figure.
+    """
+    view = orjson.loads(payload).get("response", {}).get(ids.WALL_VIEW, {}).get("data") or {}
+    tile = view.get("tiles", {}).get(f"{MARK_SITE}|cost_per_delivery")
+    if tile is None:
+        return None
+    with contextlib.suppress(ValueError, IndexError):
+        return int(tile["sub"].split()[0].replace(",", ""))
+    return 0
+
+
+def merged_versions(versions: dict[str, str], payload: bytes) -> dict[str, str]:
+    """Return a screen's sparkline versions after a sparkline answer: those of the lines it carries replace theirs."""
+    changes = orjson.loads(payload).get("response", {}).get(ids.WALL_SPARK_VIEW, {}).get("data") or {}
+    lines = changes.get("lines") or {}
+    return {**versions, **{name: line["version"] for name, line in lines.items()}} if lines else versions
 
 
 def marker_event(number: int, now: datetime) -> dict[str, Any]:
@@ -415,7 +424,7 @@ class AsyncConnection:
                 await self._writer.drain()
                 return await self._read(self._reader)
             except (ConnectionError, asyncio.IncompleteReadError, EOFError):
-                # The server closed the idle keep-alive connection (gunicorn's keepalive is 2 s):
+                # The server closed an idle keep-alive connection (app.py serve: gunicorn keepalive 5 s):
                 # reconnect and send again, as a browser would. The callback is idempotent.
                 self.close()
                 if fresh or attempt == 1:
@@ -533,7 +542,7 @@ async def _play(
             else:
                 if status == 200:
                     with contextlib.suppress(Exception):
-                        mine = orjson.loads(data)["response"][ids.WALL_SPARK_VERSIONS]["data"]
+                        mine = merged_versions(mine, data)
                 next_spark += spark_period_s
                 while next_spark < now:
                     next_spark += spark_period_s
@@ -688,6 +697,7 @@ def run_level(
     period, spark_period = args.period, args.spark_period
     print(f"\n== {config_label}: {screens:,} screens, refresh every {period:g} s, sparklines every {spark_period:g} s")
     background = wait_for_quiet(args.quiet_threshold, args.quiet_timeout)
+    load_before = load_average()
     refresh_body = orjson.dumps(captured["refresh"]["body"])
     spark = captured["sparklines"]["body"]
     config = {
@@ -763,6 +773,7 @@ def run_level(
             time.sleep(0.1)
         measure_to = time.monotonic()
         cpu = meter.stop()
+        load_after = load_average()
         known = sum(v for k, v in cpu.items() if not k.startswith("machine_"))
         cpu["other"] = round(max(0.0, cpu["machine_busy"] - known), 2)  # not ours: another load, the kernel
         if profiler is not None:
@@ -784,7 +795,19 @@ def run_level(
     seconds = measure_to - measure_from
     return summarize_level(
         config_label, screens, period, spark_period, args, results, probe, cpu, seconds, measure_from, measure_to
-    ) | {"background_busy_before": round(background, 3), "load_processes": processes_n}
+    ) | {
+        "background_busy_before": round(background, 3),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "load_processes": processes_n,
+    }
+
+
+def load_average() -> list[float]:
+    """Return the machine's 1, 5 and 15 minute load averages (runnable processes; 2 means both cores busy)."""
+    with contextlib.suppress(OSError):
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    return [float(x) for x in os.getloadavg()]
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -873,7 +896,8 @@ def summarize_level(
     print(
         f"   refresh {refresh['per_s']:,.0f}/s (target {screens / period:,.0f}), p50 {refresh['p50_ms']} ms, "
         f"p95 {refresh['p95_ms']} ms, p99 {refresh['p99_ms']} ms, failed {refresh['failed']}; all {achieved:,.0f}/s; "
-        f"machine {busy:.0%} busy; server {result['cpu_cores']['server']:.2f} cores, "
+        f"machine {busy:.0%} busy (other, not ours: {result['cpu_cores'].get('other', 0.0):.2f} cores); "
+        f"server {result['cpu_cores']['server']:.2f} cores ({result['server_cpu_us_per_request']:,} us per request), "
         f"load {result['cpu_cores']['load']:.2f} cores"
         + (f"; LOAD GENERATOR LIMITED: {'; '.join(limited_reasons)}" if limited_reasons else "")
     )
@@ -965,8 +989,12 @@ def report(levels: list[dict[str, Any]], periods: list[float]) -> str:
                 _f(refresh["failed"] + spark["failed"]),
                 _f(r["missed_ticks"]),
                 f"{r['cpu_cores']['server']:.2f}",
+                _f(r["server_cpu_us_per_request"]),
                 f"{r['cpu_cores']['load']:.2f}",
                 f"{r['machine_busy']:.0%}",
+                f"{r['cpu_cores'].get('other', 0.0):.2f}",
+                f"{r['background_busy_before']:.0%}",
+                " ".join(f"{x:.1f}" for x in r.get("load_average_after", [])[:1]),
                 _f(fresh["available"]["p50_s"]),
                 _f(fresh["available"]["p95_s"]),
                 *(_f(fresh[f"screen_{p:g}s"]["p95_s"]) for p in periods),
@@ -986,8 +1014,12 @@ def report(levels: list[dict[str, Any]], periods: list[float]) -> str:
         "failed",
         "missed ticks",
         "server cores",
+        "server CPU us/req",
         "load cores",
         "busy",
+        "other cores",
+        "busy before",
+        "loadavg 1m",
         "fresh avail p50 s",
         "fresh avail p95 s",
         *(f"on screen {p:g}s p95 s" for p in periods),
@@ -1071,10 +1103,10 @@ def run(args: argparse.Namespace, processes: Processes, document: dict[str, Any]
                     check(deployment.port, captured)
                     refresh = captured["refresh"]["body"]
                     print(
-                        f"   refresh body {len(orjson.dumps(refresh)):,} B ({len(refresh['outputs'])} outputs, "
-                        f"{len(refresh['state'][0]) if refresh.get('state') else 0} tiles); sparkline body "
-                        f"{len(orjson.dumps(captured['sparklines']['body'])):,} B; "
-                        f"{len(captured['console_errors'])} console errors"
+                        f"   refresh: body {len(orjson.dumps(refresh)):,} B, answer "
+                        f"{captured['refresh_response_bytes']:,} B; sparklines: body "
+                        f"{len(orjson.dumps(captured['sparklines']['body'])):,} B, answer "
+                        f"{captured['sparklines_response_bytes']:,} B; {len(captured['console_errors'])} console errors"
                     )
                 for screens in args.screens:
                     profiler = None
@@ -1116,6 +1148,10 @@ def goals(document: dict[str, Any]) -> dict[str, Any]:
     p95_ok = (best["refresh"]["p95_ms"] or float("inf")) <= GOAL_P95_MS and best["refresh"]["failed"] == 0
     screen = best["freshness"].get(f"screen_{best['period_s']:g}s", {})
     fresh_ok = screen.get("p95_s") is not None and screen["p95_s"] <= GOAL_FRESHNESS_P95_S
+    # A screen polling every P seconds waits uniformly up to P: at P = 2 s its p95 alone is 1.9 s,
+    # so freshness is also judged on a screen at the app's own REFRESH_S (1 s), the production setting.
+    production = best["freshness"].get(f"screen_{APP_REFRESH_S:g}s", {})
+    production_ok = production.get("p95_s") is not None and production["p95_s"] <= GOAL_FRESHNESS_P95_S
     return {
         "best_config": best["config"],
         "refresh_per_s": best["refresh"]["per_s"],
@@ -1125,6 +1161,8 @@ def goals(document: dict[str, Any]) -> dict[str, Any]:
         "freshness_on_screen_p95_s": screen.get("p95_s"),
         "freshness_available_p95_s": best["freshness"]["available"]["p95_s"],
         "freshness_met": fresh_ok,
+        "freshness_app_refresh_p95_s": production.get("p95_s"),
+        "freshness_app_refresh_met": production_ok,
         "load_generator_limited": best["load_generator_limited"],
     }
 
@@ -1178,8 +1216,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"\ngoal at {GOAL_SCREENS:,} screens ({g['best_config']}): {g['refresh_per_s']:,.0f} refresh/s "
                 f"{'met' if g['throughput_met'] else 'MISSED'}; p95 {g['refresh_p95_ms']} ms <= {GOAL_P95_MS:.0f} ms "
                 f"{'met' if g['latency_met'] else 'MISSED'}; "
-                f"freshness on screen p95 {g['freshness_on_screen_p95_s']} s "
-                f"<= {GOAL_FRESHNESS_P95_S:.0f} s {'met' if g['freshness_met'] else 'MISSED'}"
+                f"freshness p95 on these screens {g['freshness_on_screen_p95_s']} s "
+                f"<= {GOAL_FRESHNESS_P95_S:.0f} s {'met' if g['freshness_met'] else 'MISSED'}, on a screen at the "
+                f"app's REFRESH_S ({APP_REFRESH_S:g} s) {g['freshness_app_refresh_p95_s']} s "
+                f"{'met' if g['freshness_app_refresh_met'] else 'MISSED'}"
                 + ("; the load generator limited the result" if g["load_generator_limited"] else "")
             )
         for level in levels:

@@ -1,15 +1,14 @@
-"""Refresh of the wall screen: values every tick, sparklines by Patch, rows when sites change, focus rotation."""
+"""Refresh of the wall screen: one view model per tick, sparklines that changed, rows when sites change, rotation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, Patch, State, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, html, no_update
 
 from callbacks.pipeline import pipeline_tiles
 from dashboard.stream import PipelineStatus
-from dashboard.wallboard import NO_VALUE, LastGood, SharedSnapshot, collect, collect_series
+from dashboard.wallboard import LastGood, SharedSnapshot, collect, collect_series
 from datasources.sources import Sources
 from layouts import ids
 from layouts import wall as wall_layout
@@ -34,6 +33,21 @@ class WallData:
         self.series = SharedSnapshot(
             sources.cache, "series", settings.sparkline_refresh_s, lambda now: collect_series(sources, now)
         )
+        self._view: tuple[dict[str, Any], dict[str, Any]] | None = None  # (snapshot, its view model)
+
+    def view(self) -> dict[str, Any]:
+        """Return this tick's view model: built once per snapshot in this process, the same for every screen.
+
+        A refresh never queues behind the tick's computation: meanwhile it gets the previous tick's view.
+        """
+        snapshot = self.snapshot.get(wait=False)
+        built = self._view
+        if built is None or built[0] is not snapshot:
+            settings = self.sources.settings
+            pipeline = compact_pipeline(snapshot["pipeline"], settings.max_backlog)
+            built = (snapshot, wall_layout.view_model(snapshot, settings.stale_after_s, pipeline))
+            self._view = built  # a race builds it twice, never wrongly
+        return built[1]
 
 
 def compact_pipeline(pipeline: dict[str, Any] | None, max_backlog: int) -> list[Tile]:
@@ -44,55 +58,16 @@ def compact_pipeline(pipeline: dict[str, Any] | None, max_backlog: int) -> list[
     return [by_key[key] for key in COMPACT_PIPELINE]
 
 
-def tick_outputs(
-    snapshot: dict[str, Any],
-    value_ids: Sequence[dict[str, str]],
-    rendered_scopes: list[str] | None,
-    focus: str | None,
-    stale_after_s: float,
-    max_backlog: int,
-) -> tuple[Any, ...]:
-    """Return every output of a tick: tile texts and states in ``value_ids`` order, then the page's lines."""
-    tiles = {(row["scope"], metric): tile for row in snapshot["rows"] for metric, tile in row["tiles"].items()}
-    missing = {"text": NO_VALUE, "sub": "", "state": "none"}
-    chosen = [tiles.get((key["scope"], key["metric"]), missing) for key in value_ids]
-    warning = wall_layout.banner_text(snapshot, stale_after_s)
-    scopes = [row["scope"] for row in snapshot["rows"]]
-    return (
-        [tile["text"] for tile in chosen],
-        [tile["sub"] for tile in chosen],
-        [wall_layout.tile_class(tile["state"]) for tile in chosen],
-        f"data as of {snapshot['as_of_text']}",
-        wall_layout.freshness_text(snapshot),
-        warning,
-        not warning,
-        wall_layout.band(snapshot),
-        wall_layout.pipeline_strip(compact_pipeline(snapshot["pipeline"], max_backlog)),
-        snapshot["focus"].get(focus, "") if focus else "",
-        {"as_of": snapshot["as_of"], "stale_after_s": stale_after_s},
-        no_update if scopes == (rendered_scopes or []) else scopes,
-    )
-
-
-def spark_updates(
-    series: dict[str, Any], spark_ids: Sequence[dict[str, str]], versions: dict[str, str] | None
-) -> tuple[list[Any], dict[str, str]]:
-    """Return a Patch of the data of each sparkline that changed (no_update for the others), and the new versions."""
-    versions = dict(versions or {})
-    updates: list[Any] = []
-    lines = series.get("series", {})
-    for key in spark_ids:
-        line = lines.get(key["scope"], {}).get(key["metric"])
-        name = f"{key['scope']}|{key['metric']}"
-        if line is None or versions.get(name) == line["version"]:
-            updates.append(no_update)
-            continue
-        patch = Patch()
-        patch["data"][0]["x"] = line["x"]
-        patch["data"][0]["y"] = line["y"]
-        updates.append(patch)
-        versions[name] = line["version"]
-    return updates, versions
+def spark_changes(series: dict[str, Any], versions: dict[str, str] | None) -> dict[str, Any] | None:
+    """Return the sparklines whose version differs from a screen's (``{"lines": {"scope|metric": line}}``), or None."""
+    versions = versions or {}
+    changed = {
+        wall_layout.tile_key(scope, metric): line
+        for scope, lines in series.get("series", {}).items()
+        for metric, line in lines.items()
+        if versions.get(wall_layout.tile_key(scope, metric)) != line["version"]
+    }
+    return {"lines": changed} if changed else None
 
 
 def page(data: WallData, route: Route, controls: Any | None) -> html.Div:
@@ -116,36 +91,30 @@ def _pattern(kind: str) -> dict[str, Any]:
     return {"type": kind, "scope": ALL, "metric": ALL}
 
 
-ROTATE_JS = """
-function(n, scopes) {
-    const sites = (scopes || []).filter(s => s !== "*");
-    if (!sites.length) { return null; }
-    return sites[(n || 0) % sites.length];
-}
-"""
-FOCUS_JS = """
-function(focus, rowIds) {
-    return rowIds.map(id => id.scope === "*" ? "wrow wrow-network"
-        : (id.scope === focus ? "wrow wrow-focus" : "wrow"));
-}
-"""
-CLIENT_STALE_JS = """
-function(n, asOf) {
-    if (!asOf) { return [window.dash_clientside.no_update, window.dash_clientside.no_update]; }
-    const age = Date.now() / 1000 - asOf.as_of;
-    if (age > asOf.stale_after_s) {
-        return ["STALE: no fresh figures from the server for " + Math.round(age) + " s", false];
-    }
-    return ["", true];
-}
-"""
+def _browser(function_name: str) -> ClientsideFunction:
+    # The wall screen's browser side: assets/wall.js.
+    return ClientsideFunction(namespace="wall", function_name=function_name)
 
 
 def register(app: Dash, data: WallData) -> None:
-    """Register the wall screen's callbacks on ``app``."""
-    settings = data.sources.settings
+    """Register the wall screen's callbacks on ``app``.
+
+    The server answers each tick with one small store (the tick's view model,
+    the same for every screen); the browser applies it to the tiles, header,
+    band and footer. Sparklines likewise: the server sends the lines that
+    changed, the browser patches them in.
+    """
 
     @app.callback(
+        Output(ids.WALL_VIEW, "data"),
+        Input(ids.WALL_INTERVAL, "n_intervals"),
+        prevent_initial_call=True,
+    )
+    def refresh(_n: int | None) -> dict[str, Any]:
+        return data.view()
+
+    app.clientside_callback(
+        _browser("applyView"),
         Output(_pattern(ids.WALL_VALUE), "children"),
         Output(_pattern(ids.WALL_SUB), "children"),
         Output(_pattern(ids.WALL_TILE), "className"),
@@ -156,27 +125,35 @@ def register(app: Dash, data: WallData) -> None:
         Output(ids.WALL_BAND, "children"),
         Output(ids.WALL_PIPELINE, "children"),
         Output(ids.WALL_FOCUS_TEXT, "children"),
-        Output(ids.WALL_AS_OF_EPOCH, "data"),
+        Output(ids.WALL_RENDERED, "data"),
         Output(ids.WALL_SITES, "data"),
-        Input(ids.WALL_INTERVAL, "n_intervals"),
+        Input(ids.WALL_VIEW, "data"),
         Input(ids.WALL_FOCUS, "data"),
         State(_pattern(ids.WALL_VALUE), "id"),
         State(ids.WALL_SCOPES, "data"),
+        State(ids.WALL_RENDERED, "data"),
         prevent_initial_call=True,
     )
-    def refresh(_n: int | None, focus: str | None, value_ids: list[dict[str, str]], scopes: list[str] | None):  # type: ignore[no-untyped-def]
-        return tick_outputs(data.snapshot.get(), value_ids, scopes, focus, settings.stale_after_s, settings.max_backlog)
 
     @app.callback(
+        Output(ids.WALL_SPARK_VIEW, "data"),
+        Input(ids.WALL_SPARK_INTERVAL, "n_intervals"),
+        State(ids.WALL_SPARK_VERSIONS, "data"),
+        prevent_initial_call=True,
+    )
+    def sparklines(_n: int | None, versions: dict[str, str] | None) -> Any:
+        changes = spark_changes(data.series.get(wait=False), versions)
+        return no_update if changes is None else changes
+
+    app.clientside_callback(
+        _browser("applySparklines"),
         Output(_pattern(ids.WALL_SPARK), "figure"),
         Output(ids.WALL_SPARK_VERSIONS, "data"),
-        Input(ids.WALL_SPARK_INTERVAL, "n_intervals"),
+        Input(ids.WALL_SPARK_VIEW, "data"),
         State(_pattern(ids.WALL_SPARK), "id"),
         State(ids.WALL_SPARK_VERSIONS, "data"),
         prevent_initial_call=True,
     )
-    def sparklines(_n: int | None, spark_ids: list[dict[str, str]], versions: dict[str, str] | None):  # type: ignore[no-untyped-def]
-        return spark_updates(data.series.get(), spark_ids, versions)
 
     @app.callback(
         Output(ids.WALL_GRID, "children"),
@@ -189,25 +166,25 @@ def register(app: Dash, data: WallData) -> None:
         return wall_layout.grid(snapshot, data.series.get()), [row["scope"] for row in snapshot["rows"]]
 
     app.clientside_callback(
-        ROTATE_JS,
+        _browser("nextFocus"),
         Output(ids.WALL_FOCUS, "data"),
         Input(ids.WALL_ROTATE_INTERVAL, "n_intervals"),
         State(ids.WALL_SCOPES, "data"),
         prevent_initial_call=True,
     )
     app.clientside_callback(
-        FOCUS_JS,
+        _browser("rowClasses"),
         Output({"type": ids.WALL_ROW, "scope": ALL}, "className"),
         Input(ids.WALL_FOCUS, "data"),
         State({"type": ids.WALL_ROW, "scope": ALL}, "id"),
         prevent_initial_call=True,
     )
     app.clientside_callback(
-        CLIENT_STALE_JS,
+        _browser("serverSilence"),
         Output(ids.WALL_STALE, "children"),
         Output(ids.WALL_STALE, "hidden"),
         Input(ids.WALL_INTERVAL, "n_intervals"),
-        State(ids.WALL_AS_OF_EPOCH, "data"),
+        State(ids.WALL_VIEW, "data"),
         prevent_initial_call=True,
     )
     app.clientside_callback(

@@ -539,7 +539,8 @@ class SharedSnapshot:
     """Memoize a computation per tick of ``period_s`` in the app's cache, shared by every screen.
 
     In one process a lock makes concurrent requests wait for the one
-    computing; across processes (a shared Redis cache) an ``add`` lock does.
+    computing (or, with ``get(wait=False)``, take the previous tick's value);
+    across processes (a shared Redis cache) an ``add`` lock does.
     """
 
     def __init__(self, cache: Cache, name: str, period_s: float, compute: Callable[[datetime], dict[str, Any]]) -> None:
@@ -556,37 +557,50 @@ class SharedSnapshot:
         """Return the number of the tick ``now`` (epoch seconds) falls in."""
         return int((time.time() if now is None else now) / self._period_s)
 
-    def get(self, now: float | None = None) -> dict[str, Any]:
-        """Return this tick's value, computing it only if no process has yet."""
+    def get(self, now: float | None = None, *, wait: bool = True) -> dict[str, Any]:
+        """Return this tick's value, computing it only if no process has yet.
+
+        With ``wait=False``, a caller that finds another thread of this
+        process already getting the new tick gets the previous tick's value
+        at once instead of queueing behind it: a screen's refresh then never
+        waits for the tick's computation, and its figures are at most one
+        tick older.
+        """
         tick = self.tick(now)
         local = self._local
         if local is not None and local[0] == tick:
             return local[1]  # no cache round trip for the other screens of this tick
+        if not wait and local is not None and local[0] == tick - 1:
+            if not self._lock.acquire(blocking=False):
+                return local[1]
+        else:
+            self._lock.acquire()
+        try:
+            return self._get_locked(tick)
+        finally:
+            self._lock.release()
+
+    def _get_locked(self, tick: int) -> dict[str, Any]:
+        local = self._local
+        if local is not None and local[0] == tick:
+            return local[1]  # another thread of this process got it meanwhile
         key = f"wall:{self._name}:{tick}"
         value = self._cache.get(key)
+        if value is None and not self._cache.add(f"{key}:lock", 1, timeout=max(2, int(self._period_s * 2))):
+            value = self._wait_for(key)  # another process is computing it
         if value is not None:
             self._local = (tick, value)
             return value
-        with self._lock:
-            value = self._cache.get(key)
-            if value is not None:
-                self._local = (tick, value)
-                return value
-            if not self._cache.add(f"{key}:lock", 1, timeout=max(2, int(self._period_s * 2))):
-                value = self._wait_for(key)
-                if value is not None:
-                    self._local = (tick, value)
-                    return value
-            started = time.perf_counter()
-            value = self._compute(datetime.now(UTC))
-            self._local = (tick, value)
-            elapsed = time.perf_counter() - started
-            self.computations += 1
-            self.seconds_computing += elapsed
-            log.debug("snapshot_computed", extra={"snapshot": self._name, "tick": tick, "seconds": round(elapsed, 4)})
-            # Kept a little past its tick, so a slow screen still finds it.
-            self._cache.set(key, value, timeout=max(2, int(self._period_s * 3)))
-            return value
+        started = time.perf_counter()
+        value = self._compute(datetime.now(UTC))
+        self._local = (tick, value)
+        elapsed = time.perf_counter() - started
+        self.computations += 1
+        self.seconds_computing += elapsed
+        log.debug("snapshot_computed", extra={"snapshot": self._name, "tick": tick, "seconds": round(elapsed, 4)})
+        # Kept a little past its tick, so a slow screen still finds it.
+        self._cache.set(key, value, timeout=max(2, int(self._period_s * 3)))
+        return value
 
     def _wait_for(self, key: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + min(1.0, self._period_s)

@@ -26,8 +26,10 @@ WALL_FOCUS_TEXT = "wall-focus-text"
 WALL_SCOPES = "wall-scopes"  # the scopes whose rows are on screen
 WALL_SITES = "wall-sites"  # the scopes the latest snapshot has (set only when they change)
 WALL_FOCUS = "wall-focus"
-WALL_AS_OF_EPOCH = "wall-as-of-epoch"
 WALL_SPARK_VERSIONS = "wall-spark-versions"
+WALL_VIEW = "wall-view"  # the tick's view model, from the server; the browser applies it to the page
+WALL_RENDERED = "wall-rendered"  # fingerprints of the band and pipeline strip on screen
+WALL_SPARK_VIEW = "wall-spark-view"  # the sparklines that changed, from the server
 # Pattern-matching ids: {"type": ..., "scope": site or "*", "metric": ...}.
 WALL_ROW = "wall-row"
 WALL_TILE = "wall-tile"
@@ -54,7 +56,6 @@ MODE_RESULT = "mode-result"
 # -- site drill-down -------------------------------------------------------------------
 SITE_ID = "site-id"
 SITE_INTERVAL = "site-interval"
-SITE_TRENDS_INTERVAL = "site-trends-interval"
 SITE_AS_OF = "site-as-of"
 SITE_BANNER = "site-banner"
 SITE_DOORS = "site-doors"

@@ -1,12 +1,19 @@
-"""The wall screen: the network and each site as rows of big tiles, with alerts, modes and freshness."""
+"""The wall screen: the network and each site as rows of big tiles, with alerts, modes and freshness.
+
+``layout`` builds the page once, filled; after that the browser applies each
+tick's ``view_model`` (plain data, assets/wall.js) to the same elements.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import orjson
 from dash import dcc, html
+from plotly.io.json import to_json_plotly
 
-from dashboard.wallboard import LABELS, WALL_METRICS
+from dashboard.wallboard import LABELS, NO_VALUE, WALL_METRICS
 from layouts import ids
 from layouts.pipeline import Tile
 
@@ -183,6 +190,43 @@ def banner_text(snapshot: dict[str, Any], stale_after_s: float) -> str:
     return " — ".join(parts)
 
 
+def tile_key(scope: str, metric: str) -> str:
+    """Return the key of a tile in the view model: "scope|metric"."""
+    return f"{scope}|{metric}"
+
+
+def rendered(children: list[Any]) -> dict[str, Any]:
+    """Return components as the JSON Dash sends for them, with a fingerprint that tells whether a screen has them."""
+    text = to_json_plotly(children)
+    return {"key": hashlib.blake2b(text.encode(), digest_size=6).hexdigest(), "children": orjson.loads(text)}
+
+
+def view_model(snapshot: dict[str, Any], stale_after_s: float, pipeline_tiles: list[Tile]) -> dict[str, Any]:
+    """Return what the wall screen shows of a snapshot, as plain data that assets/wall.js applies to the page.
+
+    Tiles are keyed by ``tile_key``; the band and the pipeline strip are
+    rendered components with a fingerprint, so a screen swaps them only when
+    they change. Every screen gets the same view in a tick.
+    """
+    return {
+        "as_of": snapshot["as_of"],
+        "stale_after_s": stale_after_s,
+        "as_of_text": f"data as of {snapshot['as_of_text']}",
+        "freshness": freshness_text(snapshot),
+        "banner": banner_text(snapshot, stale_after_s),
+        "scopes": [row["scope"] for row in snapshot["rows"]],
+        "tiles": {
+            tile_key(row["scope"], metric): {"text": t["text"], "sub": t["sub"], "class": tile_class(t["state"])}
+            for row in snapshot["rows"]
+            for metric, t in row["tiles"].items()
+        },
+        "missing": {"text": NO_VALUE, "sub": "", "class": tile_class("none")},
+        "focus": dict(snapshot["focus"]),
+        "band": rendered(band(snapshot)),
+        "pipeline": rendered(pipeline_strip(pipeline_tiles)),
+    }
+
+
 def layout(
     snapshot: dict[str, Any],
     series: dict[str, Any],
@@ -196,9 +240,8 @@ def layout(
     controls: Any | None,
 ) -> html.Div:
     """Build the wall screen, filled with the current snapshot so the first paint is complete."""
-    scopes = [row["scope"] for row in snapshot["rows"]]
-    warning = banner_text(snapshot, stale_after_s)
-    header_right = [html.Div(freshness_text(snapshot), id=ids.WALL_FRESHNESS, className="wall-fresh")]
+    view = view_model(snapshot, stale_after_s, pipeline_tiles)
+    header_right = [html.Div(view["freshness"], id=ids.WALL_FRESHNESS, className="wall-fresh")]
     if controls is not None:
         header_right.append(controls)
     return html.Div(
@@ -215,12 +258,12 @@ def layout(
                             ),
                         ]
                     ),
-                    html.Div(f"data as of {snapshot['as_of_text']}", id=ids.WALL_AS_OF, className="wall-as-of"),
+                    html.Div(view["as_of_text"], id=ids.WALL_AS_OF, className="wall-as-of"),
                     html.Div(header_right, className="wall-header-right"),
                 ],
                 className="wall-header",
             ),
-            html.Div(warning, id=ids.WALL_BANNER, className="banner banner-bad", hidden=not warning),
+            html.Div(view["banner"], id=ids.WALL_BANNER, className="banner banner-bad", hidden=not view["banner"]),
             html.Div(id=ids.WALL_STALE, className="banner banner-bad", hidden=True),
             html.Div(band(snapshot), id=ids.WALL_BAND, className="wall-band"),
             html.Div(grid(snapshot, series), id=ids.WALL_GRID, className="wall-grid"),
@@ -234,10 +277,12 @@ def layout(
             dcc.Interval(id=ids.WALL_INTERVAL, interval=refresh_ms),
             dcc.Interval(id=ids.WALL_SPARK_INTERVAL, interval=spark_ms),
             dcc.Interval(id=ids.WALL_ROTATE_INTERVAL, interval=max(1, rotate_s) * 1000, disabled=not rotate_s),
-            dcc.Store(id=ids.WALL_SCOPES, data=scopes),
+            dcc.Store(id=ids.WALL_SCOPES, data=view["scopes"]),
             dcc.Store(id=ids.WALL_SITES),
             dcc.Store(id=ids.WALL_FOCUS, data=None),
-            dcc.Store(id=ids.WALL_AS_OF_EPOCH, data={"as_of": snapshot["as_of"], "stale_after_s": stale_after_s}),
+            dcc.Store(id=ids.WALL_VIEW, data=view),
+            dcc.Store(id=ids.WALL_RENDERED, data={"band": view["band"]["key"], "pipeline": view["pipeline"]["key"]}),
+            dcc.Store(id=ids.WALL_SPARK_VIEW),
             dcc.Store(id=ids.WALL_SPARK_VERSIONS, data=_versions(series)),
         ],
         className="wall kiosk" if kiosk else "wall",

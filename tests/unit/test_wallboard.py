@@ -1,14 +1,13 @@
-"""Unit tests of the wall screen's pure parts: colours, text, snapshot, alerts, sparkline patches, routes."""
+"""Unit tests of the wall screen's pure parts: colours, text, snapshot, alerts, sparkline changes, routes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
-from dash import Patch, no_update
 
 from callbacks.tradeoffs import compare_rows, preset_range, query_range, table_rows, to_csv
-from callbacks.wall import spark_updates, tick_outputs
+from callbacks.wall import spark_changes
 from dashboard.settings import DEFAULT_TILE_THRESHOLDS, Settings
 from dashboard.stream import PipelineStatus
 from dashboard.wallboard import (
@@ -166,34 +165,20 @@ def test_snapshot_is_stale_when_the_pipeline_lags_or_a_store_is_down() -> None:
     assert down["freshness"]["stale"] is True and down["freshness"]["text"] == "pipeline unreachable"
 
 
-def test_tick_outputs_follow_the_ids_order_and_signal_new_rows() -> None:
-    snap = snapshot()
-    value_ids = [
-        {"scope": "SEA1", "metric": "on_time_rate"},
-        {"scope": "*", "metric": "dock_queue"},
-        {"scope": "GONE", "metric": "on_time_rate"},
-    ]
-    out = tick_outputs(snap, value_ids, ["*", "SEA1"], "SEA1", 30.0, 1000)
-    assert out[0] == ["50.0%", "2", "—"]
-    assert out[2][0] == "wtile wtile-bad" and out[2][2] == "wtile wtile-none"
-    assert out[3] == "data as of 12:30:15 UTC"
-    assert out[6] is True  # no banner
-    assert out[9].startswith("SEA1 — 2 trucks waiting")
-    assert out[11] is no_update  # same rows
-    assert tick_outputs(snap, value_ids, ["*"], None, 30.0, 1000)[11] == ["*", "SEA1"]
-
-
-def test_sparklines_are_patched_only_when_they_change() -> None:
+def test_sparklines_are_sent_only_when_they_change() -> None:
     points = [(NOW, {"on_time_rate": 0.9}), (NOW.replace(minute=45), {"on_time_rate": 0.8})]
     series = {"series": build_series({"*": points}, {})}
-    ids = [{"scope": "*", "metric": "on_time_rate"}, {"scope": "*", "metric": "dock_queue"}]
-    updates, versions = spark_updates(series, ids, {})
-    assert isinstance(updates[0], Patch) and isinstance(updates[1], Patch)
-    again, same = spark_updates(series, ids, versions)
-    assert again == [no_update, no_update] and same == versions
+    first = spark_changes(series, {})
+    assert first is not None and len(first["lines"]) == 6  # every tile of the row
+    line = first["lines"]["*|on_time_rate"]
+    assert (line["x"], line["y"]) == (["2026-12-03T12:30:15Z", "2026-12-03T12:45:15Z"], [0.9, 0.8])
+    versions = {key: line["version"] for key, line in first["lines"].items()}
+    assert spark_changes(series, versions) is None
     changed = {"series": build_series({"*": [*points[:1], (points[1][0], {"on_time_rate": 0.7})]}, {})}
-    third, _ = spark_updates(changed, ids, versions)
-    assert isinstance(third[0], Patch) and third[1] is no_update
+    third = spark_changes(changed, versions)
+    assert third is not None and list(third["lines"]) == ["*|on_time_rate"]
+    assert third["lines"]["*|on_time_rate"]["y"] == [0.9, 0.7]
+    assert spark_changes({"series": {}}, None) is None
 
 
 @pytest.mark.parametrize(
