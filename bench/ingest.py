@@ -792,6 +792,56 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+class Maintenance(threading.Thread):
+    """``VACUUM (ANALYZE)`` every ``interval_s`` while the load runs: what autovacuum would do.
+
+    Autovacuum is off on some servers (this machine's, for one). Without it the
+    planner never learns the size of ``events`` and the worker's pair queries
+    fall back to scanning every event of a type; rollups keep every dead row.
+    """
+
+    def __init__(self, database_url: str, interval_s: float) -> None:
+        super().__init__(name="maintenance", daemon=True)
+        self._url = database_url
+        self._interval_s = interval_s
+        self._halt = threading.Event()
+        self.runs: list[float] = []
+        self.error: Exception | None = None
+        self._connection: psycopg.Connection | None = None
+
+    def run(self) -> None:
+        if self._interval_s <= 0:
+            return
+        try:
+            with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as connection:
+                self._connection = connection
+                while not self._halt.wait(self._interval_s):
+                    began = time.monotonic()
+                    connection.execute("VACUUM (ANALYZE)")
+                    self.runs.append(time.monotonic() - began)
+        except psycopg.errors.QueryCanceled:
+            pass  # halted in the middle of a VACUUM
+        except Exception as error:  # reported by the caller; the load goes on without it
+            self.error = error
+        finally:
+            self._connection = None
+
+    def halt(self) -> dict[str, Any]:
+        self._halt.set()
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.cancel()  # a VACUUM under way stops now; the next one after the load redoes it
+        self.join(60)
+        return {
+            "interval_s": self._interval_s,
+            "runs": len(self.runs),
+            "seconds": round(sum(self.runs), 1),
+            "longest_s": round(max(self.runs, default=0.0), 1),
+            "error": repr(self.error) if self.error else None,
+        }
+
+
 class Deployment:
     """A fresh database and key prefix, a server, and ingest workers on demand."""
 
@@ -1060,6 +1110,9 @@ def run_once(
     deployment = Deployment(args, processes, label)
     profiler = Profiler(Path(args.profile) if args.profile else None, processes)
     monitor = Monitor(deployment.redis, deployment.keys)
+    # Autovacuum's work, which this machine's server has switched off: without
+    # statistics the planner scans every event of a type for each pair lookup.
+    maintenance = Maintenance(deployment.database_url, args.vacuum_every)
     result: dict[str, Any] = {"scenario": scenario, "workers": workers, "repeat": repeat}
     result["background_busy_before"] = round(background, 3)
     try:
@@ -1085,6 +1138,7 @@ def run_once(
             # Started after the client processes are forked: no thread in the parent at fork time.
             monitor.start()
             meter.start()
+            maintenance.start()
 
         records, client_cpu, reconnects = run_clients(
             deployment.port,
@@ -1140,6 +1194,7 @@ def run_once(
             result["drain_seconds"] = round(drained_at - first_at, 3)
             result["drain_events_per_s"] = round((accepted - first_count) / max(drained_at - first_at, 1e-9))
             result["drain_including_start_s"] = round(drained_at - launched, 3)
+        result["maintenance"] = maintenance.halt()
         result["cpu_s"] = cpu
         result["client_cpu_s"] = round(client_cpu, 2)
         result["client_us_per_event"] = round(client_cpu / posted["posted"] * 1e6, 1)
@@ -1166,6 +1221,8 @@ def run_once(
     finally:
         if monitor.is_alive():
             monitor.halt()
+        if maintenance.is_alive():
+            maintenance.halt()
         profiler.detach()
         deployment.close()
 
@@ -1311,6 +1368,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duplicates", type=float, default=0.01, help="share of re-sent duplicates")
     parser.add_argument("--rate", type=float, default=0, help="pace the clients at this many events/s (0: flat out)")
     parser.add_argument("--max-backlog", type=int, default=0, help="MAX_BACKLOG (default: 2 x events, no 429)")
+    parser.add_argument(
+        "--vacuum-every", type=float, default=15, help="VACUUM (ANALYZE) every N s, as autovacuum would (0: never)"
+    )
     parser.add_argument("--timeout", type=float, default=900, help="deadline in seconds for each phase")
     parser.add_argument("--repeat", type=int, default=1, help="run every configuration this many times")
     parser.add_argument(

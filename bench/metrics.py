@@ -40,7 +40,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 import urllib.parse
@@ -61,6 +60,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench.ingest import (  # noqa: E402
     CpuMeter,
+    Maintenance,
     Processes,
     code_version,
     delete_prefix,
@@ -849,56 +849,6 @@ def database_facts(database_url: str) -> dict[str, Any]:
         "outbox_rows_left": outbox[0],
         "database_gib": round(size[0] / 2**30, 2),
     }
-
-
-class Maintenance(threading.Thread):
-    """``VACUUM (ANALYZE)`` every ``interval_s`` while the load runs: what autovacuum would do.
-
-    Autovacuum is off on some servers (this machine's, for one). Without it the
-    planner never learns the size of ``events`` and the worker's pair queries
-    fall back to scanning every event of a type; rollups keep every dead row.
-    """
-
-    def __init__(self, database_url: str, interval_s: float) -> None:
-        super().__init__(name="maintenance", daemon=True)
-        self._url = database_url
-        self._interval_s = interval_s
-        self._halt = threading.Event()
-        self.runs: list[float] = []
-        self.error: Exception | None = None
-        self._connection: psycopg.Connection | None = None
-
-    def run(self) -> None:
-        if self._interval_s <= 0:
-            return
-        try:
-            with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as connection:
-                self._connection = connection
-                while not self._halt.wait(self._interval_s):
-                    began = time.monotonic()
-                    connection.execute("VACUUM (ANALYZE)")
-                    self.runs.append(time.monotonic() - began)
-        except psycopg.errors.QueryCanceled:
-            pass  # halted in the middle of a VACUUM
-        except Exception as error:  # reported by the caller; the load goes on without it
-            self.error = error
-        finally:
-            self._connection = None
-
-    def halt(self) -> dict[str, Any]:
-        self._halt.set()
-        connection = self._connection
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.cancel()  # a VACUUM under way stops now; the next one after the load redoes it
-        self.join(60)
-        return {
-            "interval_s": self._interval_s,
-            "runs": len(self.runs),
-            "seconds": round(sum(self.runs), 1),
-            "longest_s": round(max(self.runs, default=0.0), 1),
-            "error": repr(self.error) if self.error else None,
-        }
 
 
 def vacuum_analyze(database_url: str) -> float:

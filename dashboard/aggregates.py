@@ -15,9 +15,12 @@ transaction as the insert:
 4. the current state tables (orders, docks, routes, workers, sites) move to
    the newest event by event time.
 
-Concurrent workers lock the routes, orders and workers of their batch (sorted,
-PostgreSQL advisory locks) before inserting, so two halves of a pair handled
-by two workers at once always see each other.
+Concurrent workers serialize on the pairs their new events belong to (one
+PostgreSQL advisory lock per dock wait, driver-idle gap, ready-to-truck pair
+and worker's shifts), taken after the insert and before the partners are read.
+Of two halves committed by two workers at once, the second to take the lock
+sees the first's, so the pair is always made; batches that share no pair never
+wait for each other.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from dashboard import metrics
 from dashboard.db import docks, events, live_outbox, orders, rollups, routes, samples, shifts, sites, workers
-from dashboard.events import CORRELATION_FIELDS
 from dashboard.history import StoredEvent, insert_events
 from dashboard.metrics import Fact, Key, Sample
 
@@ -47,8 +49,6 @@ LIVE_GRAINS = ("m", "h")
 ROUTE_PAIR_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed", "stop.arrived", "stop.departed")
 ORDER_PAIR_TYPES = ("order.packed", "order.loaded")
 SHIFT_TYPES = ("worker.shift_started", "worker.shift_ended")
-# The ids whose events pair up: a batch locks these before it inserts.
-_PAIR_GROUPS = ("order_id", "route_id", "worker_id")
 
 
 def aware(moment: datetime) -> datetime:
@@ -163,22 +163,17 @@ def _fact(row: Any) -> Fact:
     return Fact((row.source, row.id), row.type, row.site_id, aware(row.time), data)
 
 
-def _lock_groups(connection: sa.Connection, batch: Sequence[StoredEvent]) -> None:
-    if connection.dialect.name != "postgresql":
+def _lock_pairs(connection: sa.Connection, names: set[str]) -> None:
+    """Take the transaction's advisory locks on ``names``, in one order for every worker."""
+    if connection.dialect.name != "postgresql" or not names:
         return  # SQLite serializes writers on its own
-    keys = set()
-    for stored in batch:
-        for name, value in zip(CORRELATION_FIELDS, stored.correlation, strict=True):
-            if value is not None and name in _PAIR_GROUPS:
-                keys.add(f"{name[0]}:{value}")
-    if keys:
-        connection.execute(
-            sa.text(
-                "SELECT pg_advisory_xact_lock(h) FROM "
-                "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS locks"
-            ),
-            {"keys": sorted(keys)},
-        )
+    connection.execute(
+        sa.text(
+            "SELECT pg_advisory_xact_lock(h) FROM "
+            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS locks"
+        ),
+        {"keys": sorted(names)},
+    )
 
 
 def apply_batch(
@@ -189,7 +184,6 @@ def apply_batch(
     Runs inside the caller's transaction. ``live_since`` is the oldest bucket
     Redis still keeps: older changes go to history only.
     """
-    _lock_groups(connection, batch)
     inserted = insert_events(connection, batch)
     new = [Fact.from_event(orjson.loads(stored.payload)) for stored in _first_of_each(batch, inserted)]
     if not new:
@@ -199,10 +193,16 @@ def apply_batch(
         if fact.type == "delivery.attempted":
             for name, value in metrics.attempt_fields(fact.data, fact.time).items():
                 deltas.add(fact.site_id, fact.time, name, value)
-    _update_samples(connection, new, deltas)
-    _update_shifts(connection, new, deltas)
+    pairs = PairKeys.of(new)
+    shift_workers = {fact.data["worker_id"] for fact in new if fact.type in SHIFT_TYPES}
+    _lock_pairs(connection, pairs.lock_names() | {f"shift:{worker}" for worker in shift_workers})
+    _update_samples(connection, pairs, deltas)
+    _update_shifts(connection, shift_workers, deltas)
     update_state(connection, new)
+    # Every batch writes the same few network-wide rollup rows and site rows:
+    # last, so that a concurrent worker waits for them no longer than our commit.
     _write_rollups(connection, deltas)
+    _touch_sites(connection, new)
     payload = deltas.live_payload(live_since)
     if not (payload["incr"] or payload["shifts"]):
         return None
@@ -287,6 +287,14 @@ class PairKeys:
     def __bool__(self) -> bool:
         return bool(self.dock_routes or self.arrivals or self.orders)
 
+    def lock_names(self) -> set[str]:
+        """Name each pair these keys can make (a stop arrival names its gap): what a worker locks."""
+        return (
+            {f"dock:{route}" for route in self.dock_routes}
+            | {f"idle:{route}:{seq}" for route, seq in self.arrivals}
+            | {f"r2t:{order}" for order in self.orders}
+        )
+
     def wants(self, fact: Fact) -> bool:
         """Tell whether a looked-up event is one half of a pair these keys name."""
         data = fact.data
@@ -313,8 +321,7 @@ class PairKeys:
         return [fact for fact in found if self.wants(fact)]
 
 
-def _update_samples(connection: sa.Connection, new: Iterable[Fact], deltas: Deltas) -> None:
-    keys = PairKeys.of(new)
+def _update_samples(connection: sa.Connection, keys: PairKeys, deltas: Deltas) -> None:
     if not keys:
         return
     current = metrics.pair_samples(keys.facts(connection))
@@ -359,8 +366,7 @@ def _sample_row(sample: Sample) -> dict[str, Any]:
     }
 
 
-def _update_shifts(connection: sa.Connection, new: Iterable[Fact], deltas: Deltas) -> None:
-    touched = {f.data["worker_id"] for f in new if f.type in SHIFT_TYPES}
+def _update_shifts(connection: sa.Connection, touched: set[str], deltas: Deltas) -> None:
     if not touched:
         return
     current = metrics.shift_intervals(_group_facts(connection, events.c.worker_id, touched, SHIFT_TYPES))
@@ -454,13 +460,10 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
     dock_rows: dict[tuple[str, str], dict[str, Any]] = {}
     route_rows: dict[str, dict[str, Any]] = {}
     worker_rows: dict[str, dict[str, Any]] = {}
-    site_rows: dict[str, dict[str, Any]] = {}
     for fact in new:
         data, when = fact.data, fact.time
         if fact.site_id == NETWORK:
             continue  # a network-wide mode.changed: no site's state
-        site = site_rows.setdefault(fact.site_id, {"site_id": fact.site_id, "first": when, "last": when})
-        site["first"], site["last"] = min(site["first"], when), max(site["last"], when)
         if "order_id" in data and fact.type in (*STAGES, "slot.changed", "delivery.attempted"):
             row = order_rows.setdefault(
                 data["order_id"],
@@ -542,7 +545,7 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
             else:
                 state = "on" if fact.type == "worker.shift_started" else "off"
                 _merge_latest(row, "shift_time", when, {"shift_state": state})
-    _upsert_state(connection, order_rows, dock_rows, route_rows, worker_rows, site_rows)
+    _upsert_state(connection, order_rows, dock_rows, route_rows, worker_rows)
 
 
 def _upsert_state(
@@ -551,22 +554,7 @@ def _upsert_state(
     dock_rows: dict[tuple[str, str], dict[str, Any]],
     route_rows: dict[str, dict[str, Any]],
     worker_rows: dict[str, dict[str, Any]],
-    site_rows: dict[str, dict[str, Any]],
 ) -> None:
-    site_list = [
-        {"site_id": r["site_id"], "first_event_time": r["first"], "last_event_time": r["last"]}
-        for _, r in sorted(site_rows.items())
-    ]
-    _upsert(
-        connection,
-        sites,
-        site_list,
-        lambda x: {
-            "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
-            "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
-        },
-    )
-
     def order_updates(x: Any) -> dict[str, Any]:
         promise_newer = _newer(orders, x, "promise_time")
         stage_newer = _newer(orders, x, "stage_time", "stage_rank")
@@ -613,3 +601,24 @@ def _upsert_state(
         },
     )
     _upsert(connection, workers, [worker_rows[key] for key in sorted(worker_rows)], worker_updates)
+
+
+def _touch_sites(connection: sa.Connection, new: Sequence[Fact]) -> None:
+    """Widen each site's span of event times to the batch's."""
+    spans: dict[str, list[datetime]] = {}
+    for fact in new:
+        if fact.site_id != NETWORK:
+            span = spans.setdefault(fact.site_id, [fact.time, fact.time])
+            span[0], span[1] = min(span[0], fact.time), max(span[1], fact.time)
+    _upsert(
+        connection,
+        sites,
+        [
+            {"site_id": site, "first_event_time": first, "last_event_time": last}
+            for site, (first, last) in sorted(spans.items())
+        ],
+        lambda x: {
+            "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
+            "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
+        },
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +74,45 @@ def test_any_order_with_any_duplicates_gives_the_reference_metrics(
                 and runtime.redis.xpending(runtime.keys.stream, "ingest")["pending"] == 0
             ):
                 break
+        failures = []
+        for source, site, start, got in answers(runtime):
+            expected = reference_metrics(LOG, site, start, RANGES[[r[0] for r in RANGES].index(start)][1], NOW)
+            failures += [f"{source} {site} {start:%H:%M}: {p}" for p in mismatches(expected, got)]
+        assert failures == []
+    finally:
+        for key in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000):
+            runtime.redis.delete(key)
+        runtime.engine.dispose()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_workers_running_at_once_give_the_reference_metrics(settings, seed):  # type: ignore[no-untyped-def]
+    """Three workers in threads commit at the same time: every pair is still made, once."""
+    rng = random.Random(seed)
+    arrival = list(LOG) + [dict(event) for event in LOG if rng.random() < 0.2]
+    rng.shuffle(arrival)
+    runtime = fresh_runtime(settings, worker_batch=15)
+    try:
+        ingestor = runtime.ingestor()
+        for start in range(0, len(arrival), 200):
+            ingestor.submit(arrival[start : start + 200])
+        pool = [runtime.worker() for _ in range(3)]
+        stop = threading.Event()
+
+        def drain(worker) -> None:  # type: ignore[no-untyped-def]
+            idle = 0
+            while not stop.is_set() and idle < 20:
+                idle = 0 if worker.step() else idle + 1
+
+        threads = [threading.Thread(target=drain, args=(worker,)) for worker in pool]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        stop.set()
+        assert runtime.redis.xpending(runtime.keys.stream, "ingest")["pending"] == 0
+        for worker in pool:
+            worker.flush_applied()
         failures = []
         for source, site, start, got in answers(runtime):
             expected = reference_metrics(LOG, site, start, RANGES[[r[0] for r in RANGES].index(start)][1], NOW)
