@@ -28,7 +28,7 @@ class WallData:
         # The last figures each store gave: shown, marked stale, while that store is down.
         self.last_good = LastGood()
         self.snapshot = SharedSnapshot(
-            sources.cache, "snapshot", settings.refresh_s, lambda now: collect(sources, now, self.last_good)
+            sources.cache, "snapshot", settings.snapshot_s, lambda now: collect(sources, now, self.last_good)
         )
         self.series = SharedSnapshot(
             sources.cache, "series", settings.sparkline_refresh_s, lambda now: collect_series(sources, now)
