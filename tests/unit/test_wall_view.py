@@ -156,6 +156,14 @@ def test_wall_data_builds_one_view_per_snapshot() -> None:
     assert second is not first and second["band"]["key"] != first["band"]["key"]
 
 
+@pytest.mark.parametrize("refresh_s", [1.0, 2.0])
+def test_the_shared_snapshot_ticks_every_half_refresh(refresh_s: float) -> None:
+    data = WallData(SimpleNamespace(settings=Settings(refresh_s=refresh_s), cache=None))  # type: ignore[arg-type]
+    start = 1_700_000_000.0
+    assert data.snapshot.tick(start + refresh_s / 2) == data.snapshot.tick(start) + 1
+    assert data.snapshot.tick(start + refresh_s / 4) == data.snapshot.tick(start)
+
+
 @pytest.fixture
 def client() -> Any:
     app = Dash(__name__)
