@@ -19,6 +19,15 @@ from tests.helpers import make_event
 ROWS = "#trade-table .ag-center-cols-container .ag-row"
 
 
+def open_today(dash_duo, app) -> None:  # type: ignore[no-untyped-def]
+    """Serve the app and open the trade-offs page on its "today" preset."""
+    dash_duo.driver.set_window_size(1600, 1200)
+    dash_duo.start_server(app)
+    dash_duo.wait_for_page(f"{dash_duo.server_url}/tradeoffs")
+    dash_duo.wait_for_element("#trade-preset label", timeout=10)
+    dash_duo.driver.find_elements("css selector", "#trade-preset label")[0].click()  # today
+
+
 def cell(row, field: str) -> str:  # type: ignore[no-untyped-def]
     return row.find_element("css selector", f"[col-id='{field}']").text
 
@@ -27,11 +36,7 @@ def test_tradeoffs_show_the_api_figures_and_export_what_is_shown(dash_duo, app, 
     sources = app.server.config["WALL"].sources
     sources.modes.change(ModeChange("priority_only", "*", True, "storm"), "ops-lead", datetime.now(UTC))
     drain(runtime)
-    dash_duo.driver.set_window_size(1600, 1200)
-    dash_duo.start_server(app)
-    dash_duo.wait_for_page(f"{dash_duo.server_url}/tradeoffs")
-    dash_duo.wait_for_element("#trade-preset label", timeout=10)
-    dash_duo.driver.find_elements("css selector", "#trade-preset label")[0].click()  # today
+    open_today(dash_duo, app)
     dash_duo.wait_for_element(ROWS, timeout=10)
 
     # Every time chart carries the mode change, with who and why.
@@ -144,11 +149,7 @@ def test_alerts_opened_and_resolved_are_marked_beside_the_mode_changes(dash_duo,
     sources = app.server.config["WALL"].sources
     sources.modes.change(ModeChange("priority_only", "*", True, "storm"), "ops-lead", now)
     drain(runtime)
-    dash_duo.driver.set_window_size(1600, 1200)
-    dash_duo.start_server(app)
-    dash_duo.wait_for_page(f"{dash_duo.server_url}/tradeoffs")
-    dash_duo.wait_for_element("#trade-preset label", timeout=10)
-    dash_duo.driver.find_elements("css selector", "#trade-preset label")[0].click()  # today
+    open_today(dash_duo, app)
     dash_duo.wait_for_contains_text("#trade-series", "alert resolved: dock queue", timeout=10)
 
     # On screen: on each of the three charts, the mode change and the alert's two marks.

@@ -24,6 +24,8 @@ import psycopg
 import pytest
 import redis
 
+from dashboard.runtime import Runtime
+from tests.faults.outage import seeded_runtime, settings_for
 from tests.faults.support import free_port, tail, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -414,3 +416,28 @@ def app_processes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ap
         yield processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture
+def redis_runtime(private_redis, shared_database: str, key_prefix: str) -> Iterator[tuple[Runtime, PrivateRedis]]:  # type: ignore[no-untyped-def]
+    """A seeded network day on a private redis-server (which a test may kill) and the shared database."""
+    server = private_redis("--appendonly", "yes", "--appendfsync", "always")  # its data survives a SIGKILL
+    runtime = seeded_runtime(settings_for(server.url, shared_database, key_prefix))
+    try:
+        yield runtime, server
+    finally:
+        runtime.redis.close()
+        runtime.engine.dispose()
+
+
+@pytest.fixture
+def postgres_runtime(  # type: ignore[no-untyped-def]
+    machine_redis: str, private_postgres: PrivatePostgres, key_prefix: str
+) -> Iterator[tuple[Runtime, PrivatePostgres]]:
+    """A seeded network day on the machine's Redis and a private PostgreSQL cluster (which a test may stop)."""
+    runtime = seeded_runtime(settings_for(machine_redis, private_postgres.url, key_prefix))
+    try:
+        yield runtime, private_postgres
+    finally:
+        runtime.redis.close()
+        runtime.engine.dispose()

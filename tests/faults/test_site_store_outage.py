@@ -13,7 +13,7 @@ answered 500; and that the banner goes within one refresh interval (plus
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,15 +23,12 @@ from callbacks.site import SITE_REFRESH_S
 from dashboard.aggregates import truncate
 from dashboard.runtime import Runtime
 from tests.browser.conftest import drain
-from tests.faults.conftest import PrivatePostgres, PrivateRedis
-from tests.faults.support import wait_until
-from tests.faults.test_wall_store_outage import (
+from tests.faults.outage import (
     POLL_S,
     RECOVERY_ALLOWANCE_S,
     StatusRecorder,
-    seeded_runtime,
-    settings_for,
 )
+from tests.faults.support import wait_until
 from tests.helpers import make_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -108,33 +105,9 @@ def deliver_this_hour(runtime: Runtime, count: int) -> None:
     drain(runtime)
 
 
-@pytest.fixture
-def redis_runtime(private_redis, shared_database: str, key_prefix: str) -> Iterator[tuple[Runtime, PrivateRedis]]:  # type: ignore[no-untyped-def]
-    server = private_redis("--appendonly", "yes", "--appendfsync", "always")  # its data survives a SIGKILL
-    runtime = seeded_runtime(settings_for(server.url, shared_database, key_prefix))
-    deliver_this_hour(runtime, 4)
-    try:
-        yield runtime, server
-    finally:
-        runtime.redis.close()
-        runtime.engine.dispose()
-
-
-@pytest.fixture
-def postgres_runtime(  # type: ignore[no-untyped-def]
-    machine_redis: str, private_postgres: PrivatePostgres, key_prefix: str
-) -> Iterator[tuple[Runtime, PrivatePostgres]]:
-    runtime = seeded_runtime(settings_for(machine_redis, private_postgres.url, key_prefix))
-    deliver_this_hour(runtime, 4)
-    try:
-        yield runtime, private_postgres
-    finally:
-        runtime.redis.close()
-        runtime.engine.dispose()
-
-
 def test_redis_killed_the_site_page_keeps_its_trends_marked_stale_and_its_state_goes_on(redis_runtime, dash_duo):
     runtime, server = redis_runtime
+    deliver_this_hour(runtime, 4)
     recorder = started_site_page(dash_duo, runtime)
     assert banner(dash_duo) == ""
 
@@ -168,6 +141,7 @@ def test_redis_killed_the_site_page_keeps_its_trends_marked_stale_and_its_state_
 
 def test_postgres_stopped_the_site_page_says_history_is_down_and_its_trends_go_on(postgres_runtime, dash_duo):
     runtime, cluster = postgres_runtime
+    deliver_this_hour(runtime, 4)
     recorder = started_site_page(dash_duo, runtime)
 
     cluster.stop("fast")

@@ -49,6 +49,20 @@ def answers(runtime: Runtime) -> list[dict]:
     return results
 
 
+def differences_from_the_reference(runtime: Runtime) -> list[str]:
+    failures = []
+    for source, site, start, got in answers(runtime):
+        expected = reference_metrics(LOG, site, start, RANGES[[r[0] for r in RANGES].index(start)][1], NOW)
+        failures += [f"{source} {site} {start:%H:%M}: {p}" for p in mismatches(expected, got)]
+    return failures
+
+
+def close(runtime: Runtime) -> None:
+    for key in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000):
+        runtime.redis.delete(key)
+    runtime.engine.dispose()
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     order=st.randoms(use_true_random=False),
@@ -74,15 +88,9 @@ def test_any_order_with_any_duplicates_gives_the_reference_metrics(
                 and runtime.redis.xpending(runtime.keys.stream, "ingest")["pending"] == 0
             ):
                 break
-        failures = []
-        for source, site, start, got in answers(runtime):
-            expected = reference_metrics(LOG, site, start, RANGES[[r[0] for r in RANGES].index(start)][1], NOW)
-            failures += [f"{source} {site} {start:%H:%M}: {p}" for p in mismatches(expected, got)]
-        assert failures == []
+        assert differences_from_the_reference(runtime) == []
     finally:
-        for key in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000):
-            runtime.redis.delete(key)
-        runtime.engine.dispose()
+        close(runtime)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -113,12 +121,6 @@ def test_workers_running_at_once_give_the_reference_metrics(settings, seed):  # 
         assert runtime.redis.xpending(runtime.keys.stream, "ingest")["pending"] == 0
         for worker in pool:
             worker.flush_applied()
-        failures = []
-        for source, site, start, got in answers(runtime):
-            expected = reference_metrics(LOG, site, start, RANGES[[r[0] for r in RANGES].index(start)][1], NOW)
-            failures += [f"{source} {site} {start:%H:%M}: {p}" for p in mismatches(expected, got)]
-        assert failures == []
+        assert differences_from_the_reference(runtime) == []
     finally:
-        for key in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000):
-            runtime.redis.delete(key)
-        runtime.engine.dispose()
+        close(runtime)
