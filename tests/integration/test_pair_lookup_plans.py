@@ -1,0 +1,81 @@
+"""The worker's partner lookups stay index probes, even as prepared statements.
+
+psycopg prepares a statement once it has run a few times, and PostgreSQL may
+then plan it once for all parameters (a generic plan). A lookup whose event
+types are bound parameters cannot use the partial pair indexes in such a plan:
+it intersected each key's index with ``events_type_time`` instead, reading
+every event of those types for each key, and took most of PostgreSQL's time
+at 100,000 events. This test forces generic plans and reads them back through
+``auto_explain``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from dashboard.aggregates import apply_batch
+from dashboard.history import StoredEvent
+from dashboard.simulator import Config, simulate
+
+END = datetime.now(UTC).replace(second=0, microsecond=0)
+PAIR_INDEXES = {"events_order_pairs", "events_route_pairs", "events_worker_shifts"}
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def write(self, batch: list[dict]) -> None:
+        self.events.extend(batch)
+
+
+def stored(events: list[dict], first: int) -> list[StoredEvent]:
+    return [
+        StoredEvent.from_entry(f"{1_700_000_000_000 + first + n}-0".encode(), {b"e": orjson.dumps(event)})
+        for n, event in enumerate(events)
+    ]
+
+
+@pytest.fixture
+def history(runtime) -> tuple[sa.Engine, list[dict]]:  # type: ignore[no-untyped-def]
+    """A few sites' half day in history, analyzed; return the engine and the events still to come."""
+    sink = ListSink()
+    simulate(Config(sites=3, seed=11, history_days=0.5), sink, end=END)
+    split = len(sink.events) * 9 // 10
+    old, new = sink.events[:split], sink.events[split:]
+    for start in range(0, len(old), 1000):
+        with runtime.engine.begin() as connection:
+            apply_batch(connection, stored(old[start : start + 1000], start), END - timedelta(days=1))
+    with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("ANALYZE events"))
+    return runtime.engine, new
+
+
+def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> None:  # type: ignore[no-untyped-def]
+    engine, new = history
+    plans: list[str] = []
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        driver.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        driver.prepare_threshold = 0  # prepare every statement, as psycopg does with frequent ones
+        for statement in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_level = 'notice'",
+            "SET plan_cache_mode = 'force_generic_plan'",
+        ):
+            connection.exec_driver_sql(statement)
+        connection.commit()  # a committed SET lasts for the session
+        for start in range(0, len(new), 500):
+            with connection.begin():
+                apply_batch(connection, stored(new[start : start + 500], 10**6 + start), END - timedelta(days=1))
+
+    lookups = [plan for plan in plans if "FROM events JOIN unnest" in plan]
+    assert len(lookups) >= 3, plans[:5]
+    for plan in lookups:
+        assert "events_type_time" not in plan, plan
+        assert any(index in plan for index in PAIR_INDEXES), plan
