@@ -19,9 +19,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-_ROUTE_PAIRS = (
-    "type IN ('truck.arrived', 'truck.loading_started', 'truck.departed', 'stop.arrived', 'stop.departed')"
-)
+_ROUTE_PAIRS = "type IN ('truck.arrived', 'truck.loading_started', 'truck.departed', 'stop.arrived', 'stop.departed')"
 
 
 def upgrade() -> None:
