@@ -1007,7 +1007,8 @@ class Profiler:
             for pid in pids:
                 output = self.out_dir / f"{label}-{role}-{pid}.txt"
                 args = [binary, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
-                args += ["--output", str(output), "--nonblocking"]
+                # --gil: only samples holding the GIL, so waits on PostgreSQL and Redis do not count.
+                args += ["--output", str(output), "--nonblocking", "--gil"]
                 self.running.append(self.processes.start(f"{label}-py-spy-{pid}", args, dict(os.environ)))
         time.sleep(1.0)  # py-spy needs a moment to attach
 
@@ -1384,7 +1385,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--database", default="tower_bench", help="database to drop and create for each run")
     parser.add_argument("--out", default=str(OUT_DIR / "ingest.json"))
-    parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles (raw collapsed stacks) into DIR")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="record py-spy profiles of Python CPU (raw collapsed stacks) into DIR"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run's Redis keys")
     return parser.parse_args(argv)
 

@@ -66,35 +66,50 @@ def truncate(moment: datetime, grain: str) -> datetime:
 
 
 @functools.lru_cache(maxsize=4096)
-def _buckets(moment: datetime) -> tuple[tuple[str, datetime], ...]:
-    """Return (grain, bucket start) of ``moment`` for every grain; a batch asks for the same times often."""
-    return tuple((grain, truncate(moment, grain)) for grain in GRAINS)
+def _buckets(minute: datetime) -> tuple[tuple[str, datetime], ...]:
+    """Return (grain, bucket start) of ``minute`` for every grain; a batch asks for the same minutes often."""
+    return tuple((grain, truncate(minute, grain)) for grain in GRAINS)
 
 
 @dataclass
 class Deltas:
     """Changes to rollup fields, and the shifts that changed, from one batch."""
 
-    values: dict[tuple[str, str, datetime, str], float] = field(default_factory=lambda: defaultdict(float))
+    # (site, minute, field) -> change; spread to every grain and to the network once, by ``values``.
+    minutes: dict[tuple[str, datetime, str], float] = field(default_factory=lambda: defaultdict(float))
     # key -> [site, start epoch, end epoch or None, hourly cost]: labor cost is
     # summed from shifts at query time, so a shift is one row, not a row a minute.
     shifts: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, site_id: str, moment: datetime, field_name: str, value: float) -> None:
-        """Add ``value`` to a field in every grain's bucket of ``moment``, for the site and the network."""
-        for grain, bucket in _buckets(moment):
-            self.values[(site_id, grain, bucket, field_name)] += value
-            self.values[(NETWORK, grain, bucket, field_name)] += value
+        """Add ``value`` to a field in the minute of ``moment`` at a site."""
+        self.minutes[(site_id, moment.replace(second=0, microsecond=0), field_name)] += value
 
     def __bool__(self) -> bool:
-        return bool(self.values or self.shifts)
+        return bool(self.minutes or self.shifts)
+
+    @functools.cached_property
+    def values(self) -> dict[tuple[str, str, datetime, str], float]:
+        """Return the changes by (scope, grain, bucket, field): every grain, for the site and the network.
+
+        Read once the batch's changes are all added.
+        """
+        values: dict[tuple[str, str, datetime, str], float] = defaultdict(float)
+        for (site_id, minute, name), value in self.minutes.items():
+            if value == 0:
+                continue
+            for grain, bucket in _buckets(minute):
+                values[(site_id, grain, bucket, name)] += value
+                values[(NETWORK, grain, bucket, name)] += value
+        return values
 
     def live_payload(self, since: datetime) -> dict[str, Any]:
         """Return what Redis needs: minute and hour deltas from ``since`` on, and the changed shifts."""
+        oldest = {grain: truncate(since, grain) for grain in LIVE_GRAINS}
         increments = [
             [scope, grain, int(bucket.timestamp()), name, value]
             for (scope, grain, bucket, name), value in self.values.items()
-            if grain in LIVE_GRAINS and bucket >= truncate(since, grain) and value != 0
+            if grain in oldest and bucket >= oldest[grain] and value != 0
         ]
         return {
             "incr": increments,
@@ -117,8 +132,10 @@ def _upsert(
 
     On PostgreSQL the rows travel as one JSON array that
     ``jsonb_populate_recordset`` turns back into the table's row type: one
-    statement per batch, not one per row. Callers sort the rows by key, so
-    concurrent workers take row locks in the same order and never deadlock.
+    statement per batch, not one per row, compiled once per table. Callers
+    sort the rows by key, so concurrent workers take row locks in the same
+    order and never deadlock. ``updates`` must be a module-level function, as
+    the compiled statement is cached by it.
     """
     if not rows:
         return
@@ -129,15 +146,21 @@ def _upsert(
             list(rows),
         )
         return
-    names = list(rows[0])
+    sql = _postgresql_upsert(connection.dialect, table, tuple(rows[0]), updates)
+    connection.exec_driver_sql(sql, {"rows": orjson.dumps(rows).decode()})
+
+
+@functools.cache
+def _postgresql_upsert(
+    dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...], updates: Callable[[Any], dict[str, Any]]
+) -> str:
+    """Return the upsert of ``names`` from a JSON array of rows, as the driver's SQL."""
     source = sa.select(*(sa.column(name) for name in names)).select_from(
         sa.text(f"jsonb_populate_recordset(NULL::{table.name}, CAST(:rows AS jsonb))")
     )
     insert = postgresql.insert(table).from_select(names, source)
-    connection.execute(
-        insert.on_conflict_do_update(index_elements=list(table.primary_key), set_=updates(insert.excluded)),
-        {"rows": orjson.dumps(rows).decode()},
-    )
+    statement = insert.on_conflict_do_update(index_elements=list(table.primary_key), set_=updates(insert.excluded))
+    return str(statement.compile(dialect=dialect))
 
 
 # What pairing needs of an event, without reading back its whole payload.
@@ -159,8 +182,9 @@ _PAIR_DATA = ("route_id", "order_id", "worker_id", "stop_seq", "planned_drive_s"
 
 
 def _fact(row: Any) -> Fact:
-    data = {name: value for name in _PAIR_DATA if (value := getattr(row, name)) is not None}
-    return Fact((row.source, row.id), row.type, row.site_id, aware(row.time), data)
+    source, id_, type_, site_id, moment, *values = row
+    data = {name: value for name, value in zip(_PAIR_DATA, values, strict=True) if value is not None}
+    return Fact((source, id_), type_, site_id, aware(moment), data)
 
 
 def _lock_pairs(connection: sa.Connection, names: set[str]) -> None:
@@ -185,7 +209,10 @@ def apply_batch(
     Redis still keeps: older changes go to history only.
     """
     inserted = insert_events(connection, batch)
-    new = [Fact.from_event(orjson.loads(stored.payload)) for stored in _first_of_each(batch, inserted)]
+    new = [
+        Fact((stored.source, stored.id), stored.type, stored.site_id, stored.time, stored.data)
+        for stored in _first_of_each(batch, inserted)
+    ]
     if not new:
         return None
     deltas = Deltas()
@@ -363,8 +390,12 @@ def _update_samples(connection: sa.Connection, keys: PairKeys, deltas: Deltas) -
         connection,
         samples,
         sorted(changed, key=lambda row: (row["kind"], row["source"], row["id"])),
-        lambda x: {"value": x.value},
+        _sample_updates,
     )
+
+
+def _sample_updates(x: Any) -> dict[str, Any]:
+    return {"value": x.value}
 
 
 def _sample_row(sample: Sample) -> dict[str, Any]:
@@ -409,7 +440,11 @@ def _update_shifts(connection: sa.Connection, touched: set[str], deltas: Deltas)
             }
         )
     changed.sort(key=lambda row: (row["source"], row["id"]))
-    _upsert(connection, shifts, changed, lambda x: {"end": x["end"]})
+    _upsert(connection, shifts, changed, _shift_updates)
+
+
+def _shift_updates(x: Any) -> dict[str, Any]:
+    return {"end": x["end"]}
 
 
 def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
@@ -418,7 +453,11 @@ def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
         for (scope, grain, bucket, name), value in sorted(deltas.values.items())
         if value != 0
     ]
-    _upsert(connection, rollups, rows, lambda x: {"value": rollups.c.value + x.value})
+    _upsert(connection, rollups, rows, _rollup_updates)
+
+
+def _rollup_updates(x: Any) -> dict[str, Any]:
+    return {"value": rollups.c.value + x.value}
 
 
 # -- current state ------------------------------------------------------------------
@@ -561,6 +600,50 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
     _upsert_state(connection, order_rows, dock_rows, route_rows, worker_rows)
 
 
+def _order_updates(x: Any) -> dict[str, Any]:
+    promise_newer = _newer(orders, x, "promise_time")
+    stage_newer = _newer(orders, x, "stage_time", "stage_rank")
+    return {
+        "priority": sa.func.coalesce(x.priority, orders.c.priority),
+        "created_at": _earlier(x.created_at, orders.c.created_at),
+        "promised_start": _pick(promise_newer, x.promised_start, orders.c.promised_start),
+        "promised_end": _pick(promise_newer, x.promised_end, orders.c.promised_end),
+        "promise_time": _pick(promise_newer, x.promise_time, orders.c.promise_time),
+        "stage": _pick(stage_newer, x.stage, orders.c.stage),
+        "stage_rank": _pick(stage_newer, x.stage_rank, orders.c.stage_rank),
+        "stage_time": _pick(stage_newer, x.stage_time, orders.c.stage_time),
+        "attempts": orders.c.attempts + x.attempts,
+    }
+
+
+def _dock_updates(x: Any) -> dict[str, Any]:
+    newer = _newer(docks, x, "status_time")
+    return {
+        "status": _pick(newer, x.status, docks.c.status),
+        "reason": _pick(newer, x.reason, docks.c.reason),
+        "status_time": _pick(newer, x.status_time, docks.c.status_time),
+    }
+
+
+def _route_updates(x: Any) -> dict[str, Any]:
+    return {
+        "dock_id": sa.func.coalesce(x.dock_id, routes.c.dock_id),
+        "arrived_at": _later(x.arrived_at, routes.c.arrived_at),
+        "loading_started_at": _later(x.loading_started_at, routes.c.loading_started_at),
+        "departed_at": _later(x.departed_at, routes.c.departed_at),
+    }
+
+
+def _worker_updates(x: Any) -> dict[str, Any]:
+    newer = _newer(workers, x, "shift_time")
+    return {
+        "role": sa.func.coalesce(x.role, workers.c.role),
+        "shift_state": _pick(newer, x.shift_state, workers.c.shift_state),
+        "shift_time": _pick(newer, x.shift_time, workers.c.shift_time),
+        "absent_at": _later(x.absent_at, workers.c.absent_at),
+    }
+
+
 def _upsert_state(
     connection: sa.Connection,
     order_rows: dict[str, dict[str, Any]],
@@ -568,52 +651,10 @@ def _upsert_state(
     route_rows: dict[str, dict[str, Any]],
     worker_rows: dict[str, dict[str, Any]],
 ) -> None:
-    def order_updates(x: Any) -> dict[str, Any]:
-        promise_newer = _newer(orders, x, "promise_time")
-        stage_newer = _newer(orders, x, "stage_time", "stage_rank")
-        return {
-            "priority": sa.func.coalesce(x.priority, orders.c.priority),
-            "created_at": _earlier(x.created_at, orders.c.created_at),
-            "promised_start": _pick(promise_newer, x.promised_start, orders.c.promised_start),
-            "promised_end": _pick(promise_newer, x.promised_end, orders.c.promised_end),
-            "promise_time": _pick(promise_newer, x.promise_time, orders.c.promise_time),
-            "stage": _pick(stage_newer, x.stage, orders.c.stage),
-            "stage_rank": _pick(stage_newer, x.stage_rank, orders.c.stage_rank),
-            "stage_time": _pick(stage_newer, x.stage_time, orders.c.stage_time),
-            "attempts": orders.c.attempts + x.attempts,
-        }
-
-    def dock_updates(x: Any) -> dict[str, Any]:
-        newer = _newer(docks, x, "status_time")
-        return {
-            "status": _pick(newer, x.status, docks.c.status),
-            "reason": _pick(newer, x.reason, docks.c.reason),
-            "status_time": _pick(newer, x.status_time, docks.c.status_time),
-        }
-
-    def worker_updates(x: Any) -> dict[str, Any]:
-        newer = _newer(workers, x, "shift_time")
-        return {
-            "role": sa.func.coalesce(x.role, workers.c.role),
-            "shift_state": _pick(newer, x.shift_state, workers.c.shift_state),
-            "shift_time": _pick(newer, x.shift_time, workers.c.shift_time),
-            "absent_at": _later(x.absent_at, workers.c.absent_at),
-        }
-
-    _upsert(connection, orders, [order_rows[key] for key in sorted(order_rows)], order_updates)
-    _upsert(connection, docks, [dock_rows[key] for key in sorted(dock_rows)], dock_updates)
-    _upsert(
-        connection,
-        routes,
-        [route_rows[key] for key in sorted(route_rows)],
-        lambda x: {
-            "dock_id": sa.func.coalesce(x.dock_id, routes.c.dock_id),
-            "arrived_at": _later(x.arrived_at, routes.c.arrived_at),
-            "loading_started_at": _later(x.loading_started_at, routes.c.loading_started_at),
-            "departed_at": _later(x.departed_at, routes.c.departed_at),
-        },
-    )
-    _upsert(connection, workers, [worker_rows[key] for key in sorted(worker_rows)], worker_updates)
+    _upsert(connection, orders, [order_rows[key] for key in sorted(order_rows)], _order_updates)
+    _upsert(connection, docks, [dock_rows[key] for key in sorted(dock_rows)], _dock_updates)
+    _upsert(connection, routes, [route_rows[key] for key in sorted(route_rows)], _route_updates)
+    _upsert(connection, workers, [worker_rows[key] for key in sorted(worker_rows)], _worker_updates)
 
 
 def _touch_sites(connection: sa.Connection, new: Sequence[Fact]) -> None:
@@ -630,8 +671,12 @@ def _touch_sites(connection: sa.Connection, new: Sequence[Fact]) -> None:
             {"site_id": site, "first_event_time": first, "last_event_time": last}
             for site, (first, last) in sorted(spans.items())
         ],
-        lambda x: {
-            "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
-            "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
-        },
+        _site_updates,
     )
+
+
+def _site_updates(x: Any) -> dict[str, Any]:
+    return {
+        "first_event_time": _earlier(x.first_event_time, sites.c.first_event_time),
+        "last_event_time": _later(x.last_event_time, sites.c.last_event_time),
+    }

@@ -9,7 +9,7 @@ Either way a redelivered entry changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,8 @@ class StoredEvent:
     correlation: tuple[str | None, ...]
     stop_seq: int | None
     payload: bytes
+    # The event's parsed data, so that aggregation does not parse the payload again.
+    data: dict[str, Any] = field(compare=False, repr=False)
 
     @classmethod
     def from_entry(cls, entry_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:
@@ -61,6 +63,7 @@ class StoredEvent:
                 correlation=tuple(_correlation_id(data, name) for name in CORRELATION_FIELDS),
                 stop_seq=_stop_seq(data),
                 payload=payload,
+                data=data,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise UndecodableEntry(f"entry is not a valid event: {error!r}") from None
