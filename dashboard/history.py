@@ -26,9 +26,13 @@ class UndecodableEntry(ValueError):
     """A stream entry that does not hold a usable event."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredEvent:
-    """One stream entry, decoded into the columns of the events table."""
+    """One stream entry, decoded into the columns of the events table.
+
+    Not frozen, though never changed: a frozen dataclass sets each field
+    through ``object.__setattr__``, and workers build one per event.
+    """
 
     stream_id: str
     source: str
@@ -60,7 +64,7 @@ class StoredEvent:
                 site_id=data["site_id"],
                 time=_utc(raw["time"]),
                 received_at=datetime.fromtimestamp(entry_ms(entry_id) / 1000, UTC),
-                correlation=tuple(_correlation_id(data, name) for name in CORRELATION_FIELDS),
+                correlation=tuple([_correlation_id(data, name) for name in CORRELATION_FIELDS]),
                 stop_seq=_stop_seq(data),
                 payload=payload,
                 data=data,
