@@ -52,6 +52,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 
 from dashboard.events import validate  # noqa: E402
+from dashboard.settings import Settings  # noqa: E402
 from dashboard.stream import GROUP, Keys, ensure_group  # noqa: E402
 
 OUT_DIR = ROOT / "bench" / "out"
@@ -1365,7 +1366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-mode", choices=("process", "thread"), default="process")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--web-threads", type=int, default=2, help="threads per gunicorn worker")
-    parser.add_argument("--worker-batch", type=int, default=500, help="WORKER_BATCH of the ingest workers")
+    parser.add_argument(
+        "--worker-batch", type=int, default=Settings().worker_batch, help="WORKER_BATCH of the ingest workers"
+    )
     parser.add_argument("--duplicates", type=float, default=0.01, help="share of re-sent duplicates")
     parser.add_argument("--rate", type=float, default=0, help="pace the clients at this many events/s (0: flat out)")
     parser.add_argument("--max-backlog", type=int, default=0, help="MAX_BACKLOG (default: 2 x events, no 429)")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import orjson
 import pytest
 import redis
 
 from dashboard.db import migrate
+from dashboard.history import StoredEvent
 from dashboard.runtime import Runtime
 from dashboard.settings import Settings
 from dashboard.stream import backlog
+from dashboard.worker import IngestWorker
 from tests.faults.support import key_of, numbered_event, pending_total, pipeline_stats, stored_events
 
 pytestmark = pytest.mark.slow
@@ -111,8 +113,16 @@ def test_poison_entries_are_dead_lettered_after_max_tries(runtime: Runtime) -> N
     assert all(stored[key_of(event)] == event for event in valid)
 
 
-def test_entry_the_database_refuses_is_dead_lettered(runtime: Runtime) -> None:
+def test_entry_the_database_refuses_is_dead_lettered(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """A decodable event PostgreSQL will not store (a NUL in a JSONB string) must not stall the worker."""
+    commits: list[int] = []
+    commit = IngestWorker._commit
+
+    def counted(worker: IngestWorker, batch: Sequence[StoredEvent]) -> None:
+        commits.append(len(batch))
+        commit(worker, batch)
+
+    monkeypatch.setattr(IngestWorker, "_commit", counted)
     ingestor = runtime.ingestor()
     before = [numbered_event(n) for n in range(VALID_PER_GROUP)]
     after = [numbered_event(n) for n in range(VALID_PER_GROUP, 2 * VALID_PER_GROUP)]
@@ -134,3 +144,7 @@ def test_entry_the_database_refuses_is_dead_lettered(runtime: Runtime) -> None:
     assert pending_total(runtime.redis, runtime.keys) == 0
     stored = stored_events(runtime.settings.database_url or "")
     assert set(stored) == {key_of(event) for event in before + after}
+    # The refused batch of 40 is halved down to the bad entry (at most 2 commits
+    # for each of 6 levels), not committed entry by entry (40); its later tries
+    # come alone, one commit each.
+    assert len(commits) <= 3 + 1 + 2 * 6 + (runtime.settings.max_tries - 1), commits
