@@ -150,7 +150,7 @@ def _upsert(
     connection.exec_driver_sql(sql, {"rows": orjson.dumps(rows).decode()})
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # a few tables per engine; bounded for processes that make many engines
 def _postgresql_upsert(
     dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...], updates: Callable[[Any], dict[str, Any]]
 ) -> str:
