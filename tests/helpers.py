@@ -203,3 +203,13 @@ def network_day(rng: random.Random, now: datetime, sites: tuple[str, ...] = ("SE
                         **promise,
                     )
     return log
+
+
+class ListSink:
+    """A simulator sink that keeps the events in a list."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, batch: list[dict[str, Any]]) -> None:
+        self.events.extend(batch)

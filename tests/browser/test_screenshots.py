@@ -11,6 +11,7 @@ import pytest
 from dashboard.modes import ModeChange
 from dashboard.simulator import Config, simulate, site_ids
 from tests.browser.conftest import drain
+from tests.helpers import ListSink
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -18,14 +19,6 @@ SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 @pytest.fixture
 def settings(settings):  # type: ignore[no-untyped-def]
     return settings.model_copy(update={"wall_window": "24h"})
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def write(self, batch: list[dict]) -> None:
-        self.events.extend(batch)
 
 
 def test_screenshots_of_every_page(dash_duo, app, runtime):

@@ -20,17 +20,10 @@ import sqlalchemy as sa
 from dashboard.aggregates import apply_batch
 from dashboard.history import StoredEvent
 from dashboard.simulator import Config, simulate
+from tests.helpers import ListSink
 
 END = datetime.now(UTC).replace(second=0, microsecond=0)
 PAIR_INDEXES = {"events_order_pairs", "events_route_pairs", "events_worker_shifts"}
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def write(self, batch: list[dict]) -> None:
-        self.events.extend(batch)
 
 
 def stored(events: list[dict], first: int) -> list[StoredEvent]:

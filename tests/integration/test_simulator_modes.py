@@ -6,16 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from dashboard.cli import modes_reader
 from dashboard.simulator import Config, simulate, site_ids
+from tests.helpers import ListSink
 
 END = datetime.now(UTC).replace(second=0, microsecond=0)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def write(self, batch: list[dict]) -> None:
-        self.events.extend(batch)
 
 
 def promise_lengths(events: list[dict]) -> set[float]:

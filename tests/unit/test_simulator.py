@@ -13,17 +13,10 @@ import pytest
 from dashboard.events import validate
 from dashboard.metrics import reference_metrics
 from dashboard.simulator import SCENARIO_SPAN, Config, Simulation, history_start, simulate, site_ids
+from tests.helpers import ListSink
 
 END = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)  # a Wednesday afternoon
 LAST_3H = (END - SCENARIO_SPAN, END)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def write(self, batch: list[dict[str, Any]]) -> None:
-        self.events.extend(batch)
 
 
 def modes(**enabled: dict[str, Any]):  # type: ignore[no-untyped-def]
