@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from dashboard import metrics
 from dashboard.db import docks, events, live_outbox, orders, rollups, routes, samples, shifts, sites, workers
-from dashboard.history import StoredEvent, insert_events
+from dashboard.history import STOP_SEQ_MAX, StoredEvent, insert_events
 from dashboard.metrics import Fact, Key, Sample
 
 NETWORK = "*"
@@ -351,7 +351,8 @@ class PairKeys:
     def facts(self, connection: sa.Connection) -> list[Fact]:
         """Look up, from history, every event these keys name (the batch's own included)."""
         truck_routes = self.dock_routes | {route for route, seq in self.departures if seq == 0}
-        stop_keys = self.departures | self.arrivals
+        # A stop number past the column's range is in no row: looking it up would only overflow.
+        stop_keys = {(route, seq) for route, seq in self.departures | self.arrivals if seq <= STOP_SEQ_MAX}
         found = _group_facts(connection, events.c.route_id, truck_routes, _TRUCK_TYPES)
         found += _group_facts(connection, events.c.order_id, self.orders, ORDER_PAIR_TYPES)
         if stop_keys:

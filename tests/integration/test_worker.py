@@ -105,3 +105,27 @@ def test_housekeeping_trims_only_what_every_group_has_acknowledged(runtime):
     worker._housekeeping()
     remaining = [fields[b"e"] for _, fields in runtime.redis.xrange(rt.keys.stream)]
     assert {orjson.loads(e)["id"] for e in remaining} == {f"b{i}" for i in range(5)} | {f"c{i}" for i in range(3)}
+
+
+def test_every_accepted_value_reaches_history_unchanged(runtime):
+    # Values a COPY could mangle: tabs, newlines and backslashes (text format
+    # escapes), non-ASCII text, and a stop number past the 4-byte column.
+    odd = "tab\there, line\nbreak, back\\slash, \u00e9\u4e2d\U0001f69a"
+    events = [
+        make_event("stop.arrived", event_id="big-stop", stop_seq=2**40, route_id="R\t1"),
+        make_event("order.canceled", event_id=odd, source=f"/sites/SEA1/{odd}", reason=odd),
+        make_event("stop.departed", event_id="max-stop", stop_seq=2**31 - 1),
+    ]
+    assert runtime.ingestor().submit(events).accepted == 3
+    assert runtime.worker().step() == 3
+
+    with runtime.engine.connect() as connection:
+        rows = {row.id: row for row in connection.execute(sa.text("SELECT * FROM events")).all()}
+    assert set(rows) == {"big-stop", odd, "max-stop"}
+    assert rows["big-stop"].stop_seq is None  # kept in the payload; the column cannot hold it
+    assert rows["big-stop"].payload["data"]["stop_seq"] == 2**40
+    assert rows["big-stop"].route_id == "R\t1"
+    assert rows["max-stop"].stop_seq == 2**31 - 1
+    assert (rows[odd].source, rows[odd].payload["data"]["reason"]) == (f"/sites/SEA1/{odd}", odd)
+    assert runtime.redis.xlen(runtime.keys.dead) == 0
+    assert backlog(runtime.redis, runtime.keys) == 0
