@@ -272,10 +272,9 @@ def _of_types(types: tuple[str, ...]) -> Any:
 
     psycopg prepares a statement that runs often, and PostgreSQL then plans it
     once for any parameters: with the types bound, it cannot know that a
-    partial index on those types applies, and it intersects the key's index
-    with ``events_type_time``, reading every event of those types for each key
-    (50 ms a batch at 100,000 events, and growing). Written out, each key is
-    one probe of its pair index.
+    partial index on those types applies, and it may read every event of
+    those types for each key (50 ms a batch at 100,000 events, and growing).
+    Written out, each key is one probe of its index.
     """
     return events.c.type.in_(sa.bindparam("pair_types", list(types), expanding=True, literal_execute=True))
 

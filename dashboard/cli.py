@@ -13,7 +13,7 @@ from datetime import datetime
 
 from dashboard.alerting import start_alert_evaluator
 from dashboard.auth import ROLES, create_token
-from dashboard.db import SchemaNotCurrent, migrate, require_current_schema, reset_history
+from dashboard.db import SchemaNotCurrent, UnknownRevision, downgrade, migrate, require_current_schema, reset_history
 from dashboard.live import RebuildRunning, rebuild
 from dashboard.logs import configure_logging
 from dashboard.runtime import Runtime
@@ -43,7 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         "(embedded when neither REDIS_URL nor DATABASE_URL is set).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate_command = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate_command.add_argument(
+        "--down-to",
+        metavar="REVISION",
+        help="take the schema back to REVISION instead, for the code of an older release",
+    )
     serve = commands.add_parser("serve", help="the web app (dashboard and API) alone, under gunicorn")
     serve.add_argument("--workers", type=int, default=2, help="web worker processes (default 2)")
     serve.add_argument("--threads", type=int, default=8, help="threads per web worker (default 8)")
@@ -242,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             return run_demo(settings)
         if args.command == "migrate":
-            revision = migrate(Runtime.open(settings).engine)
+            engine = Runtime.open(settings).engine
+            revision = downgrade(engine, args.down_to) if args.down_to else migrate(engine)
             log.info("migrated", extra={"revision": revision})
             return 0
         if args.command == "serve":
@@ -274,4 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RebuildRunning as error:
         log.error("rebuild_refused", extra={"error": str(error)})
         return 1
+    except UnknownRevision as error:
+        log.error("migrate_refused", extra={"error": str(error)})
+        return 2
     return 2

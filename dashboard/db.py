@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.dialects.postgresql import JSONB
 
 from dashboard.settings import Settings
@@ -290,6 +291,19 @@ def _alembic_config(engine: sa.Engine) -> Config:
 def migrate(engine: sa.Engine, revision: str = "head") -> str:
     """Create or upgrade the schema to ``revision`` (the newest by default); return it."""
     command.upgrade(_alembic_config(engine), revision)
+    return current_revision(engine) or ""
+
+
+class UnknownRevision(ValueError):
+    """A schema revision this code does not know, or not one to go back to."""
+
+
+def downgrade(engine: sa.Engine, revision: str) -> str:
+    """Take the schema back to ``revision``, as the code of an older release needs it; return it."""
+    try:
+        command.downgrade(_alembic_config(engine), revision)
+    except CommandError as error:
+        raise UnknownRevision(f"cannot take the schema back to {revision!r}: {error}") from error
     return current_revision(engine) or ""
 
 

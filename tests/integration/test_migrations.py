@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,11 +14,15 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from dashboard.db import create_db_engine, head_revision, migrate
+from dashboard.db import create_db_engine, current_revision, downgrade, head_revision, migrate
 from dashboard.settings import Settings
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import PG_ADMIN_URL, REDIS_URL
+
+ROOT = Path(__file__).resolve().parents[2]
 
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+# One index per correlation id that is read, and one for the rare mode changes.
+HEAD_INDEXES = {"events_order", "events_route", "events_worker", "events_mode_changes"}
 # Events as revision 0005 stored them: the stop sequence only inside the payload.
 OLD_EVENTS = [
     ("e-stop", "stop.arrived", {"site_id": "SEA1", "route_id": "R1", "stop_seq": 3, "planned_drive_s": 600}),
@@ -82,4 +88,61 @@ def test_upgrade_fills_stop_seq_of_stored_events(request: pytest.FixtureRequest,
         found = dict(connection.execute(sa.text("SELECT id, stop_seq FROM events")).all())
         indexes = {index["name"] for index in sa.inspect(connection).get_indexes("events")}
     assert found == {"e-stop": 3, "e-attempt": 3, "e-truck": None}
-    assert {"events_route_pairs", "events_order_pairs"} <= indexes
+    assert indexes == HEAD_INDEXES
+
+
+@pytest.mark.parametrize("engine_name", ["pg_engine", "sqlite_engine"])
+def test_downgrade_restores_the_indexes_of_0007(request: pytest.FixtureRequest, engine_name: str) -> None:
+    engine: sa.Engine = request.getfixturevalue(engine_name)
+    migrate(engine, "0007")
+    before = _event_indexes(engine)
+    migrate(engine)
+
+    assert downgrade(engine, "0007") == "0007"
+
+    assert _event_indexes(engine) == before
+    assert {"events_route_pairs", "events_order_pairs", "events_worker_shifts", "events_type_time"} <= set(before)
+
+
+def _event_indexes(engine: sa.Engine) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Return each index on events: its columns and its condition ('' for none)."""
+    with engine.connect() as connection:
+        found = sa.inspect(connection).get_indexes("events")
+    shapes = {}
+    for index in found:
+        options = index.get("dialect_options", {})
+        where = options.get("postgresql_where", options.get("sqlite_where"))
+        shapes[index["name"]] = (tuple(index["column_names"]), "" if where is None else str(where))
+    return shapes
+
+
+def _migrate_command(engine: sa.Engine, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [sys.executable, "app.py", "migrate", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_migrate_down_to_takes_the_schema_back_for_an_older_release(pg_engine: sa.Engine) -> None:
+    assert _migrate_command(pg_engine).returncode == 0
+    assert current_revision(pg_engine) == head_revision()
+
+    result = _migrate_command(pg_engine, "--down-to", "0007")
+
+    assert result.returncode == 0, result.stderr
+    assert current_revision(pg_engine) == "0007"
+    assert "events_order_pairs" in _event_indexes(pg_engine)
+
+
+def test_migrate_down_to_an_unknown_revision_says_so_and_changes_nothing(pg_engine: sa.Engine) -> None:
+    migrate(pg_engine)
+
+    result = _migrate_command(pg_engine, "--down-to", "0042")
+
+    assert result.returncode == 2
+    assert "cannot take the schema back to '0042'" in result.stderr
+    assert current_revision(pg_engine) == head_revision()

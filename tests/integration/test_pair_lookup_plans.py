@@ -3,14 +3,17 @@
 psycopg prepares a statement once it has run a few times, and PostgreSQL may
 then plan it once for all parameters (a generic plan). A lookup whose event
 types are bound parameters cannot use the partial pair indexes in such a plan:
-it intersected each key's index with ``events_type_time`` instead, reading
-every event of those types for each key, and took most of PostgreSQL's time
-at 100,000 events. This test forces generic plans and reads them back through
-``auto_explain``.
+it intersected each key's index with a whole-table index on the type instead,
+reading every event of those types for each key, and took most of
+PostgreSQL's time at 100,000 events. This test forces generic plans and reads
+them back through ``auto_explain``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -20,10 +23,11 @@ import sqlalchemy as sa
 from dashboard.aggregates import apply_batch
 from dashboard.history import StoredEvent
 from dashboard.simulator import Config, simulate
+from datasources.history import mode_changes_query, order_trail
 from tests.helpers import ListSink
 
 END = datetime.now(UTC).replace(second=0, microsecond=0)
-PAIR_INDEXES = {"events_order_pairs", "events_route_pairs", "events_worker_shifts"}
+PAIR_INDEXES = {"events_order", "events_route", "events_worker"}
 
 
 def stored(events: list[dict], first: int) -> list[StoredEvent]:
@@ -48,8 +52,9 @@ def history(runtime) -> tuple[sa.Engine, list[dict]]:  # type: ignore[no-untyped
     return runtime.engine, new
 
 
-def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> None:  # type: ignore[no-untyped-def]
-    engine, new = history
+@contextmanager
+def explained(engine: sa.Engine) -> Iterator[tuple[sa.Connection, list[str]]]:
+    """Yield a connection whose every statement is prepared, planned generically and explained into the list."""
     plans: list[str] = []
     with engine.connect() as connection:
         driver = connection.connection.driver_connection
@@ -63,6 +68,12 @@ def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> No
         ):
             connection.exec_driver_sql(statement)
         connection.commit()  # a committed SET lasts for the session
+        yield connection, plans
+
+
+def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> None:  # type: ignore[no-untyped-def]
+    engine, new = history
+    with explained(engine) as (connection, plans):
         for start in range(0, len(new), 500):
             with connection.begin():
                 apply_batch(connection, stored(new[start : start + 500], 10**6 + start), END - timedelta(days=1))
@@ -70,5 +81,26 @@ def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> No
     lookups = [plan for plan in plans if "FROM events JOIN unnest" in plan]
     assert len(lookups) >= 3, plans[:5]
     for plan in lookups:
-        assert "events_type_time" not in plan, plan
-        assert any(index in plan for index in PAIR_INDEXES), plan
+        assert "Seq Scan on events" not in plan, plan
+        assert "Bitmap" not in plan, plan
+        assert any(f"Index Scan using {index} on events" in plan for index in PAIR_INDEXES), plan
+
+
+def test_trail_and_mode_marks_read_their_indexes_under_generic_plans(history) -> None:  # type: ignore[no-untyped-def]
+    engine, _ = history
+    with engine.connect() as connection:
+        order_id = connection.execute(
+            sa.text("SELECT order_id FROM events WHERE type = 'order.loaded' ORDER BY time LIMIT 1")
+        ).scalar_one()
+    with explained(engine) as (connection, plans):
+        trail = order_trail(connection, order_id)
+        modes = connection.execute(mode_changes_query(END - timedelta(days=1), END, "SIM1")).all()
+
+    assert trail is not None and {row["of"] for row in trail} == {"order", "route"}
+    assert modes == []  # no mode changed in this history; the plan is what this test reads
+    reads = [plan for plan in plans if "FROM events" in plan]
+    assert len(reads) == 3, plans
+    for plan in reads:
+        assert "Seq Scan on events" not in plan, plan
+    for plan, index in zip(reads, ("events_order", "events_route", "events_mode_changes"), strict=True):
+        assert re.search(rf"(Index Scan using|Bitmap Index Scan on) {index}\b", plan), plan
