@@ -31,6 +31,7 @@ from dashboard.simulator import (
     site_ids,
 )
 from dashboard.stream import StoreUnavailable
+from dashboard.worker import tune_gc_for_batches
 from datasources.modes import current_modes
 
 log = logging.getLogger("dashboard.cli")
@@ -234,6 +235,7 @@ def run_ingest(settings: Settings) -> int:
     require_current_schema(runtime.engine)
     stop = _stop_on_signals()
     start_alert_evaluator(runtime, stop)  # evaluates only while it holds the lease: one process at a time
+    tune_gc_for_batches()  # this process is the worker's alone
     runtime.worker().run(stop)
     return 0
 
