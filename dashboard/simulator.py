@@ -415,6 +415,8 @@ class Simulation:
         express_only = self.mode("priority_only", site.site_id) is not None
         skipped: list[Order] = []
         while credit >= 1 and queue and staff:
+            if queue[0].created > now:
+                break  # released this minute, behind every older order: it is worked from the next one
             order = queue.popleft()
             if order.canceled_at is not None and order.canceled_at <= now:
                 continue
