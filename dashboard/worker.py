@@ -61,7 +61,7 @@ def tune_gc_for_batches() -> None:
     until it commits; reference counting frees them afterwards. With the
     default thresholds the collector ran every 700 allocations and walked the
     live batch again and again: a quarter of the worker's CPU (about 20 µs per
-    event of 75). Objects made at start-up are frozen out of collections, and
+    event of 72). Objects made at start-up are frozen out of collections, and
     collections run 70 times less often. Cycles are still collected: 0.1 per
     event, measured, all freed by the next full collection.
     """

@@ -413,7 +413,7 @@ class SiteStateReader:
 
 
 def order_trail(connection: sa.Connection, order_id: str) -> list[dict[str, Any]] | None:
-    """Return the trail of an order (see HistorySource.trail) on an open connection."""
+    """Return the trail of an order (see SiteStateReader.trail) on an open connection."""
     columns = (
         events.c.source,
         events.c.id,
