@@ -843,6 +843,66 @@ class Maintenance(threading.Thread):
         }
 
 
+class BackendWaits(threading.Thread):
+    """What the database's client backends are doing, sampled from ``pg_stat_activity``.
+
+    Each sample sorts every busy backend (the workers', the server's) into
+    running, waiting on a lock, waiting on I/O or anything else, or idle in a
+    transaction (its client computing between statements). The shares tell
+    CPU-bound from lock-bound: two workers that queue on the same pair locks
+    show as ``lock``. The benchmark's own ``VACUUM`` is left out.
+    """
+
+    CATEGORIES = ("running", "lock", "io", "other wait", "idle in transaction")
+    _QUERY = (
+        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+        "WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "AND state NOT IN ('idle', 'idle in transaction (aborted)') AND query NOT LIKE 'VACUUM%'"
+    )
+
+    def __init__(self, database_url: str, interval_s: float = 0.05) -> None:
+        super().__init__(name="backend-waits", daemon=True)
+        self._url = database_url
+        self._interval_s = interval_s
+        self._halt = threading.Event()
+        self.samples = 0
+        self.counts: dict[str, int] = dict.fromkeys(self.CATEGORIES, 0)
+        self.locks: dict[str, int] = {}
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as connection:
+                while not self._halt.wait(self._interval_s):
+                    self.samples += 1
+                    for state, wait_type, wait_event in connection.execute(self._QUERY):
+                        self.counts[self._category(state, wait_type)] += 1
+                        if wait_type == "Lock":
+                            self.locks[wait_event] = self.locks.get(wait_event, 0) + 1
+        except Exception as error:  # reported by the caller; the load goes on without it
+            self.error = error
+
+    @staticmethod
+    def _category(state: str, wait_type: str | None) -> str:
+        if state == "idle in transaction":
+            return "idle in transaction"
+        if wait_type is None:
+            return "running"
+        return {"Lock": "lock", "IO": "io"}.get(wait_type, "other wait")
+
+    def halt(self) -> dict[str, Any]:
+        self._halt.set()
+        self.join(10)
+        seen = sum(self.counts.values())
+        return {
+            "interval_s": self._interval_s,
+            "samples": self.samples,
+            "share": {name: round(count / seen, 3) if seen else None for name, count in self.counts.items()},
+            "locks": self.locks,
+            "error": repr(self.error) if self.error else None,
+        }
+
+
 class Deployment:
     """A fresh database and key prefix, a server, and ingest workers on demand."""
 
@@ -1115,6 +1175,7 @@ def run_once(
     # Autovacuum's work, which this machine's server has switched off: without
     # statistics the planner scans every event of a type for each pair lookup.
     maintenance = Maintenance(deployment.database_url, args.vacuum_every)
+    waits = BackendWaits(deployment.database_url)
     result: dict[str, Any] = {"scenario": scenario, "workers": workers, "repeat": repeat}
     result["background_busy_before"] = round(background, 3)
     try:
@@ -1141,6 +1202,8 @@ def run_once(
             monitor.start()
             meter.start()
             maintenance.start()
+            if scenario == "e2e":
+                waits.start()
 
         records, client_cpu, reconnects = run_clients(
             deployment.port,
@@ -1160,6 +1223,7 @@ def run_once(
         if scenario == "e2e":
             drained_at = deployment.wait_drained(monitor, accepted, args.timeout)
             cpu = with_client_and_other(meter.stop(), client_cpu)
+            result["backends"] = waits.halt()
             profiler.detach()
             e2e_seconds = drained_at - posted["first_sent"]
             result["e2e_seconds"] = round(e2e_seconds, 3)
@@ -1183,10 +1247,12 @@ def run_once(
             result["worker_start_s"] = round(deployment.wait_for_consumers(workers), 2)
             # CPU from here on: Python's start-up is not part of the per-event cost.
             meter.start()
+            waits.start()
             result["drain_metered_events"] = accepted - monitor.latest()[2]
             profiler.attach(f"{label}-drain", {"ingest": deployment.worker_pids()})
             drained_at = deployment.wait_drained(monitor, accepted, args.timeout)
             cpu = with_client_and_other(meter.stop(), None)
+            result["backends"] = waits.halt()
             profiler.detach()
             first_index = next((i for i, p in enumerate(monitor.processed) if p > 0), None)
             if first_index is None:
@@ -1225,6 +1291,8 @@ def run_once(
             monitor.halt()
         if maintenance.is_alive():
             maintenance.halt()
+        if waits.is_alive():
+            waits.halt()
         profiler.detach()
         deployment.close()
 
@@ -1242,6 +1310,10 @@ def _fmt(value: Any, suffix: str = "") -> str:
     if isinstance(value, int):
         return f"{value:,}{suffix}"
     return f"{value}{suffix}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -1335,6 +1407,24 @@ def report(results: list[dict[str, Any]]) -> str:
             )
     parts.append("CPU by component (CPU seconds / CPU microseconds per event; other = not ours, or the kernel)")
     parts.append(table(["phase", "server", "workers", "redis", "postgres", "client", "other", "machine busy"], rows))
+    parts.append(
+        "PostgreSQL backends while the workers ran (share of busy-backend samples, every 50 ms; "
+        "idle in transaction = the worker computing between statements)"
+    )
+    parts.append(
+        table(
+            ["phase", *BackendWaits.CATEGORIES, "top lock"],
+            [
+                [
+                    f"{'e2e' if r['scenario'] == 'e2e' else 'drain'} w{r['workers']}"
+                    + (f" #{r['repeat']}" if repeated else ""),
+                    *(_share(r["backends"]["share"][name]) for name in BackendWaits.CATEGORIES),
+                    max(r["backends"]["locks"], key=r["backends"]["locks"].get, default="-"),
+                ]
+                for r in results
+            ],
+        )
+    )
     client_us = max(r["client_us_per_event"] for r in results)
     best_api = max(r["api_events_per_s"] for r in results)
     parts.append(
