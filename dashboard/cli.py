@@ -16,7 +16,7 @@ from dashboard.auth import ROLES, create_token
 from dashboard.db import SchemaNotCurrent, UnknownRevision, downgrade, migrate, require_current_schema, reset_history
 from dashboard.live import RebuildRunning, rebuild
 from dashboard.logs import configure_logging
-from dashboard.runtime import Runtime
+from dashboard.runtime import Runtime, tune_gc
 from dashboard.settings import Settings
 from dashboard.simulator import (
     SCENARIOS,
@@ -31,7 +31,6 @@ from dashboard.simulator import (
     site_ids,
 )
 from dashboard.stream import StoreUnavailable
-from dashboard.worker import tune_gc_for_batches
 from datasources.modes import current_modes
 
 log = logging.getLogger("dashboard.cli")
@@ -115,6 +114,7 @@ def run_demo(settings: Settings) -> int:
         )
         feed.start()
     app = create_app(runtime=runtime)
+    tune_gc()
     log.info(
         "demo_started",
         extra={
@@ -146,6 +146,7 @@ def run_serve(settings: Settings, workers: int, threads: int) -> int:
             self.cfg.set("worker_class", "gthread")
             # Longer than a wall screen's refresh, so screens keep their connections.
             self.cfg.set("keepalive", 5)
+            self.cfg.set("post_worker_init", lambda _worker: tune_gc())  # once the app is loaded
 
         def load(self):  # type: ignore[no-untyped-def]
             return create_app(settings).server
@@ -235,7 +236,7 @@ def run_ingest(settings: Settings) -> int:
     require_current_schema(runtime.engine)
     stop = _stop_on_signals()
     start_alert_evaluator(runtime, stop)  # evaluates only while it holds the lease: one process at a time
-    tune_gc_for_batches()  # this process is the worker's alone
+    tune_gc()
     runtime.worker().run(stop)
     return 0
 

