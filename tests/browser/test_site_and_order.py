@@ -109,12 +109,13 @@ def test_site_page_shows_the_api_state_and_opens_an_order_trail(dash_duo, app, r
         cell.click()
 
     retry_stale(click_stall)
-    dash_duo.wait_for_element(".ag-row[row-index='1']", timeout=10)
+    # The site page's own grid has a second row too: wait for the trail's.
+    dash_duo.wait_for_element("#order-trail .ag-row[row-index='1']", timeout=10)
     assert dash_duo.driver.current_url.endswith("/orders/STALL")
     trail = api("/api/v1/orders/STALL/trail")["events"]
 
     def shown_trail() -> dict[int, tuple[str, ...]]:
-        rows = dash_duo.driver.find_elements("css selector", ".ag-center-cols-container .ag-row")
+        rows = dash_duo.driver.find_elements("css selector", "#order-trail .ag-center-cols-container .ag-row")
         return {
             int(row.get_attribute("row-index")): tuple(
                 row.find_element("css selector", f"[col-id='{col}']").text
