@@ -200,36 +200,96 @@ def _lock_pairs(connection: sa.Connection, names: set[str]) -> None:
     )
 
 
+def _try_lock_pairs(connection: sa.Connection, names: set[str]) -> set[str]:
+    """Take the advisory locks on ``names`` that are free, without waiting; return the others."""
+    if connection.dialect.name != "postgresql" or not names:
+        return set()
+    busy = connection.execute(
+        sa.text("SELECT k FROM unnest(CAST(:keys AS text[])) AS k WHERE NOT pg_try_advisory_xact_lock(hashtext(k))"),
+        {"keys": sorted(names)},
+    )
+    return set(busy.scalars())
+
+
+@dataclass
+class Deferred:
+    """The pairs and shifts of a batch whose locks another worker held: settled after its commit."""
+
+    pairs: PairKeys
+    shift_workers: set[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.shift_workers)
+
+    def lock_names(self) -> set[str]:
+        """Return the names of the locks that settling these takes."""
+        return self.pairs.lock_names() | {_shift_lock(worker) for worker in self.shift_workers}
+
+
+Outbox = tuple[int, dict[str, Any]]
+
+
 def apply_batch(
     connection: sa.Connection, batch: Sequence[StoredEvent], live_since: datetime
-) -> tuple[int, dict[str, Any]] | None:
-    """Store the batch and everything derived from it; return the live outbox row (id, payload), if any.
+) -> tuple[Outbox | None, Deferred]:
+    """Store the batch and what derives from it; return its live outbox row (id, payload) or None, and what it deferred.
 
     Runs inside the caller's transaction. ``live_since`` is the oldest bucket
     Redis still keeps: older changes go to history only.
+
+    A pair or shift whose lock another worker holds is not waited for: it is
+    returned, for ``settle_deferred`` to recompute in a transaction of its own
+    once this one has committed, before the entries are acknowledged. The
+    pairs of every event of the batch are recomputed, not only of those new to
+    history: a batch redelivered after a crash between the two transactions
+    settles what the first one left. Recomputing a pair changes nothing when
+    nothing changed.
     """
     inserted = insert_events(connection, batch)
-    new = [
+    facts = [
         Fact((stored.source, stored.id), stored.type, stored.site_id, stored.time, stored.data)
-        for stored in _first_of_each(batch, inserted)
+        for stored in _first_of_each(batch)
     ]
-    if not new:
-        return None
+    new = [fact for fact in facts if fact.key in inserted]
     deltas = Deltas()
     for fact in new:
         if fact.type == "delivery.attempted":
             for name, value in metrics.attempt_fields(fact.data, fact.time).items():
                 deltas.add(fact.site_id, fact.time, name, value)
-    pairs = PairKeys.of(new)
-    shift_workers = {fact.data["worker_id"] for fact in new if fact.type in SHIFT_TYPES}
-    _lock_pairs(connection, pairs.lock_names() | {f"shift:{worker}" for worker in shift_workers})
-    _update_samples(connection, pairs, deltas)
-    _update_shifts(connection, shift_workers, deltas)
+    pairs = PairKeys.of(facts)
+    shift_workers = {fact.data["worker_id"] for fact in facts if fact.type in SHIFT_TYPES}
+    busy = _try_lock_pairs(connection, pairs.lock_names() | {_shift_lock(worker) for worker in shift_workers})
+    free_pairs, busy_pairs = pairs.split(busy)
+    busy_workers = {worker for worker in shift_workers if _shift_lock(worker) in busy}
+    _update_samples(connection, free_pairs, deltas)
+    _update_shifts(connection, shift_workers - busy_workers, deltas)
     update_state(connection, new)
     # Every batch writes the same few network-wide rollup rows and site rows:
     # last, so that a concurrent worker waits for them no longer than our commit.
     _write_rollups(connection, deltas)
     _touch_sites(connection, new)
+    return _outbox(connection, deltas, live_since), Deferred(busy_pairs, busy_workers)
+
+
+def settle_deferred(connection: sa.Connection, deferred: Deferred, live_since: datetime) -> Outbox | None:
+    """Recompute, under their locks, the pairs and shifts a batch deferred; return the live outbox row, if any.
+
+    Runs in a transaction of its own that has taken no other lock: it waits
+    here for the workers that held them to commit, and then sees their halves.
+    """
+    _lock_pairs(connection, deferred.lock_names())
+    deltas = Deltas()
+    _update_samples(connection, deferred.pairs, deltas)
+    _update_shifts(connection, deferred.shift_workers, deltas)
+    _write_rollups(connection, deltas)
+    return _outbox(connection, deltas, live_since)
+
+
+def _shift_lock(worker: str) -> str:
+    return f"shift:{worker}"
+
+
+def _outbox(connection: sa.Connection, deltas: Deltas, live_since: datetime) -> Outbox | None:
     payload = deltas.live_payload(live_since)
     if not (payload["incr"] or payload["shifts"]):
         return None
@@ -239,12 +299,11 @@ def apply_batch(
     return outbox_id, payload
 
 
-def _first_of_each(batch: Sequence[StoredEvent], inserted: set[Key]) -> list[StoredEvent]:
+def _first_of_each(batch: Sequence[StoredEvent]) -> list[StoredEvent]:
+    """Return the first entry of each event (source, id) in the batch, in order."""
     chosen: dict[Key, StoredEvent] = {}
     for stored in batch:
-        key = (stored.source, stored.id)
-        if key in inserted and key not in chosen:
-            chosen[key] = stored
+        chosen.setdefault((stored.source, stored.id), stored)
     return list(chosen.values())
 
 
@@ -285,6 +344,19 @@ def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], t
     query = sa.select(*_PAIR_COLUMNS).where(_of_types(types))
     rows = connection.execute(_matching(connection, query, (column,), [(key,) for key in sorted(keys)]))
     return [_fact(row) for row in rows]
+
+
+def _dock_lock(route: str) -> str:
+    return f"dock:{route}"
+
+
+def _idle_lock(route: str, seq: int) -> str:
+    """Name the gap before arriving at stop ``seq``: the departure from ``seq - 1`` is its other half."""
+    return f"idle:{route}:{seq}"
+
+
+def _ready_lock(order: str) -> str:
+    return f"r2t:{order}"
 
 
 _TRUCK_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed")
@@ -329,10 +401,26 @@ class PairKeys:
     def lock_names(self) -> set[str]:
         """Name each pair these keys can make (a stop arrival names its gap): what a worker locks."""
         return (
-            {f"dock:{route}" for route in self.dock_routes}
-            | {f"idle:{route}:{seq}" for route, seq in self.arrivals}
-            | {f"r2t:{order}" for order in self.orders}
+            {_dock_lock(route) for route in self.dock_routes}
+            | {_idle_lock(route, seq) for route, seq in self.arrivals}
+            | {_idle_lock(route, seq + 1) for route, seq in self.departures}
+            | {_ready_lock(order) for order in self.orders}
         )
+
+    def split(self, busy: set[str]) -> tuple[PairKeys, PairKeys]:
+        """Return these keys without the pairs named in ``busy``, and those pairs' keys."""
+        if not busy:
+            return self, PairKeys()
+        free, taken = PairKeys(), PairKeys()
+        for route in self.dock_routes:
+            (taken if _dock_lock(route) in busy else free).dock_routes.add(route)
+        for route, seq in self.arrivals:
+            (taken if _idle_lock(route, seq) in busy else free).arrivals.add((route, seq))
+        for route, seq in self.departures:
+            (taken if _idle_lock(route, seq + 1) in busy else free).departures.add((route, seq))
+        for order in self.orders:
+            (taken if _ready_lock(order) in busy else free).orders.add(order)
+        return free, taken
 
     def wants(self, fact: Fact) -> bool:
         """Tell whether a looked-up event is one half of a pair these keys name."""

@@ -30,7 +30,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from dashboard.aggregates import apply_batch
+from dashboard.aggregates import apply_batch, settle_deferred
 from dashboard.db import live_outbox
 from dashboard.events import CORRELATION_FIELDS
 from dashboard.history import StoredEvent, UndecodableEntry
@@ -204,10 +204,18 @@ class IngestWorker:
         applied = list(self._applied)
         with self._engine.begin() as connection:
             _forget_outbox(connection, applied)  # the rows earlier batches applied: no commit of their own
-            outbox = apply_batch(connection, batch, live_since)
+            outbox, deferred = apply_batch(connection, batch, live_since)
         del self._applied[: len(applied)]
         if outbox is not None:
             self._apply_live(*outbox)
+        if deferred:
+            # Pairs another worker was computing: recomputed once it has committed,
+            # before this batch is acknowledged, so that 'processed' means final.
+            with self._engine.begin() as connection:
+                outbox = settle_deferred(connection, deferred, live_since)
+            log.debug("pairs_settled", extra={"consumer": self.name, "locks": len(deferred.lock_names())})
+            if outbox is not None:
+                self._apply_live(*outbox)
 
     def _apply_live(self, outbox_id: int, payload: dict[str, Any]) -> None:
         # Applied at most once (a marker per outbox row); a row left behind by

@@ -55,3 +55,22 @@ def test_only_the_named_halves_are_wanted() -> None:
     assert not keys.wants(fact("stop.departed", route_id="R1", stop_seq=3))
     assert not keys.wants(fact("stop.arrived", route_id="R1", stop_seq=4))
     assert not keys.wants(fact("truck.departed", route_id="R1", dock_id="D1"))
+
+
+def test_splitting_by_busy_locks_moves_each_pair_whole_to_one_side() -> None:
+    keys = PairKeys.of(
+        [
+            fact("truck.departed", route_id="R1", dock_id="D1"),  # the gap before stop 1 of R1
+            fact("stop.arrived", route_id="R2", stop_seq=3, planned_drive_s=600),  # the gap before stop 3 of R2
+            fact("truck.arrived", route_id="R3", dock_id="D3"),
+            fact("order.packed", order_id="O1"),
+        ]
+    )
+    assert keys.lock_names() == {"idle:R1:1", "idle:R2:3", "dock:R3", "r2t:O1"}
+
+    free, busy = keys.split({"idle:R2:3", "r2t:O1", "idle:R9:1"})
+
+    assert (busy.arrivals, busy.departures, busy.orders, busy.dock_routes) == ({("R2", 3)}, {("R2", 2)}, {"O1"}, set())
+    assert (free.arrivals, free.departures, free.dock_routes, free.orders) == ({("R1", 1)}, {("R1", 0)}, {"R3"}, set())
+    assert free.lock_names() | busy.lock_names() == keys.lock_names()
+    assert keys.split(set()) == (keys, PairKeys())
