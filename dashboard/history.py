@@ -119,32 +119,26 @@ def _stop_seq(data: dict[str, Any]) -> int | None:
     return None
 
 
-_COLUMNS = (
-    "source",
-    "id",
-    "type",
-    "site_id",
-    "time",
-    "received_at",
-    "stream_id",
-    *CORRELATION_FIELDS,
-    "stop_seq",
-    "payload",
-)
-# The types of the binary COPY, column by column. The payload travels as text,
-# exactly the bytes accepted, and becomes JSONB when it moves to ``events``.
-_COPY_TYPES = (
-    *["text"] * 4,
-    "timestamptz",
-    "timestamptz",
-    "text",
-    *["text"] * len(CORRELATION_FIELDS),
-    "int4",
-    "text",
-)
+# The staged columns and their types for the binary COPY. The payload travels
+# as text, exactly the bytes accepted, and becomes JSONB when it moves to
+# ``events``; it comes last.
+_COLUMN_TYPES = {
+    "source": "text",
+    "id": "text",
+    "type": "text",
+    "site_id": "text",
+    "time": "timestamptz",
+    "received_at": "timestamptz",
+    "stream_id": "text",
+    **dict.fromkeys(CORRELATION_FIELDS, "text"),
+    "stop_seq": "int4",
+    "payload": "text",
+}
+_COLUMNS = tuple(_COLUMN_TYPES)
+_COPY_TYPES = tuple(_COLUMN_TYPES.values())
 _STAGING = sa.text(
     "CREATE TEMPORARY TABLE IF NOT EXISTS events_staging ("
-    + ", ".join(f"{name} {kind}" for name, kind in zip(_COLUMNS, _COPY_TYPES, strict=True))
+    + ", ".join(f"{name} {kind}" for name, kind in _COLUMN_TYPES.items())
     + ") ON COMMIT DELETE ROWS"
 )
 _COPY = f"COPY events_staging ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
