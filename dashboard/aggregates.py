@@ -193,10 +193,10 @@ def _lock_pairs(connection: sa.Connection, names: set[str]) -> None:
         return  # SQLite serializes writers on its own
     connection.execute(
         sa.text(
-            "SELECT pg_advisory_xact_lock(h) FROM "
-            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS locks"
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext(k) AS h "
+            "FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k ORDER BY 1) AS locks"
         ),
-        {"keys": sorted(names)},
+        {"keys": _json_list(names)},
     )
 
 
@@ -205,10 +205,23 @@ def _try_lock_pairs(connection: sa.Connection, names: set[str]) -> set[str]:
     if connection.dialect.name != "postgresql" or not names:
         return set()
     busy = connection.execute(
-        sa.text("SELECT k FROM unnest(CAST(:keys AS text[])) AS k WHERE NOT pg_try_advisory_xact_lock(hashtext(k))"),
-        {"keys": sorted(names)},
+        sa.text(
+            "SELECT k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k "
+            "WHERE NOT pg_try_advisory_xact_lock(hashtext(k))"
+        ),
+        {"keys": _json_list(names)},
     )
     return set(busy.scalars())
+
+
+def _json_list(values: Iterable[Any]) -> str:
+    """Return values as one JSON array: how keys travel to PostgreSQL.
+
+    psycopg formats a Python list as an array literal in Python, about 0.75 µs
+    an element, and PostgreSQL parses it again; orjson writes JSON in C, and
+    ``jsonb_array_elements`` reads it back in a third of the server's time.
+    """
+    return orjson.dumps(list(values)).decode()
 
 
 @dataclass
@@ -312,17 +325,27 @@ def _matching(
 ) -> sa.Select:
     """Restrict ``query`` to the rows whose ``columns`` equal one of ``keys``.
 
-    On PostgreSQL the keys are joined as ``unnest`` of one array per column:
-    one cheap plan whatever their number, each key looked up by index (a long
-    row-value IN list costs milliseconds to plan). SQLite takes the IN list.
+    On PostgreSQL the keys travel as one JSON array of arrays, joined as a
+    derived table: one cheap plan whatever their number, each key looked up
+    by index (a long row-value IN list costs milliseconds to plan). SQLite
+    takes the IN list.
     """
     if connection.dialect.name != "postgresql":
         return query.where(sa.tuple_(*columns).in_(keys))
-    arrays = [
-        sa.bindparam(f"keys_{column.name}", [key[i] for key in keys], type_=postgresql.ARRAY(column.type))
+    # Strings as text, not the column's varchar(n): a cast to varchar(n) would cut a longer key to match.
+    fields = ", ".join(
+        f"CAST(k ->> {i} AS {'integer' if isinstance(column.type, sa.Integer) else 'text'}) AS {column.name}"
         for i, column in enumerate(columns)
-    ]
-    wanted = sa.func.unnest(*arrays).table_valued(*(column.name for column in columns)).render_derived("wanted")
+    )
+    # Through an array, for the planner: it guesses 10 elements in an array
+    # it cannot see but 100 rows from a JSON function, and at 100 a small
+    # history is scanned whole and hashed instead of probed key by key.
+    wanted = (
+        sa.text(f"SELECT {fields} FROM unnest(ARRAY(SELECT jsonb_array_elements(CAST(:keys AS jsonb)))) AS k")
+        .bindparams(keys=_json_list(keys))
+        .columns(*(sa.column(column.name, column.type) for column in columns))
+        .subquery("wanted")
+    )
     return query.join(wanted, sa.and_(*(column == wanted.c[column.name] for column in columns)))
 
 

@@ -80,7 +80,7 @@ def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> No
             with connection.begin():
                 apply_batch(connection, stored(new[start : start + 500], 10**6 + start), END - timedelta(days=1))
 
-    lookups = [plan for plan in plans if "FROM events JOIN unnest" in plan]
+    lookups = [plan for plan in plans if "FROM events JOIN (SELECT" in plan]
     probed = {index for index in PAIR_INDEXES for plan in lookups if re.search(rf"(using|on) {index}\b", plan)}
     assert probed == PAIR_INDEXES, plans[:5]  # orders, routes and shifts were all looked up
     for plan in lookups:
@@ -89,7 +89,7 @@ def test_partner_lookups_use_the_pair_indexes_under_generic_plans(history) -> No
         assert "Seq Scan on events" not in plan, plan
         assert "BitmapAnd" not in plan, plan
         assert re.search(rf"(Index Scan using|Bitmap Index Scan on) ({'|'.join(PAIR_INDEXES)})\b", plan), plan
-        assert re.search(r"Index Cond: .*= \(?wanted\.", plan), plan  # probed by the key
+        assert re.search(r"Index Cond: .*= \(k\.k ->> \d\)", plan), plan  # probed by the key
 
 
 def test_trail_and_mode_marks_read_their_indexes_under_generic_plans(history) -> None:  # type: ignore[no-untyped-def]
