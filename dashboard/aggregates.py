@@ -9,9 +9,10 @@ transaction as the insert:
    shift that changed moves its old contribution out and its new one in, so a
    half that arrives hours late lands in the bucket of the event the contract
    attributes it to;
-3. rollups (minute, hour and day grains; per site and for the network) take
-   the deltas, and one outbox row carries the minute and hour deltas to Redis
-   after the commit;
+3. rollups take the deltas: minute, hour and day grains per site, hour and
+   day grains for the network (its minutes are the sum of the sites', added
+   when read: see ``in_history``); one outbox row carries the minute and hour
+   deltas, the network's included, to Redis after the commit;
 4. the current state tables (orders, docks, routes, workers, sites) move to
    the newest event by event time.
 
@@ -63,6 +64,17 @@ def truncate(moment: datetime, grain: str) -> datetime:
     if grain == "h":
         return moment.replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def in_history(scope: str, grain: str) -> bool:
+    """Tell whether history keeps rollup rows of ``scope`` at ``grain``.
+
+    Not the network's minutes: a query reads a few of them at most (the edges
+    of its range), and summing the sites' costs less there than storing a
+    second row for every site's row that every batch writes, which every
+    worker's batch would also wait on.
+    """
+    return not (scope == NETWORK and grain == "m")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -562,7 +574,7 @@ def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
     rows = [
         {"scope": scope, "grain": grain, "bucket": bucket, "field": name, "value": value}
         for (scope, grain, bucket, name), value in sorted(deltas.values.items())
-        if value != 0
+        if value != 0 and in_history(scope, grain)
     ]
     _upsert(connection, rollups, rows, _rollup_updates)
 

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
-from dashboard.aggregates import LIVE_GRAINS, aware, shift_key, truncate
+from dashboard.aggregates import LIVE_GRAINS, NETWORK, aware, in_history, shift_key, truncate
 from dashboard.db import live_outbox, rollups, shifts
 from dashboard.metrics import Fields, Shift
 from dashboard.stream import Keys
@@ -139,7 +139,8 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
 
     Workers do not apply outbox rows while the rebuild lock is held. In one
     transaction that holds off new outbox rows, the rebuild reads the minute
-    and hour rollups and deletes the outbox rows they already include; rows
+    and hour rollups (the network's minutes are its sites', summed here) and
+    deletes the outbox rows they already include; rows
     committed after it are applied once it releases the lock. So nothing is
     counted twice, and nothing is missed.
     """
@@ -166,10 +167,14 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
         hashes: dict[str, dict[str, float]] = defaultdict(dict)
         expiry: dict[str, int] = {}
         for row in rows:
+            if not in_history(row.scope, row.grain):
+                continue  # a network minute an older version stored: the sites' rows make it
             epoch = int(aware(row.bucket).timestamp())
-            key = keys.live_hash(row.scope, row.grain, epoch)
-            hashes[key][row.field] = row.value
-            expiry[key] = epoch + retention_s
+            scopes = (row.scope,) if in_history(NETWORK, row.grain) else (row.scope, NETWORK)
+            for scope in scopes:
+                key = keys.live_hash(scope, row.grain, epoch)
+                hashes[key][row.field] = hashes[key].get(row.field, 0.0) + row.value
+                expiry[key] = epoch + retention_s
         for stale in list(client.scan_iter(match=f"{keys.live}*", count=1000)):
             client.delete(stale)
         client.delete(keys.shifts)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from dashboard.aggregates import NETWORK, aware, truncate
+from dashboard.aggregates import NETWORK, aware, in_history, truncate
 from dashboard.db import docks, events, orders, rollups, routes, shifts, sites, workers
 from dashboard.metrics import GRAIN_SIZES, Shift, finalize, labor_by_bucket, window_buckets
 from dashboard.stream import StoreUnavailable
@@ -71,6 +71,12 @@ def _labor_cost(connection: sa.Connection, site_id: str | None, start: datetime,
     return sum(_shift(row).cost_between(start, end, now) for row in connection.execute(query))
 
 
+def _covering(scope: str, site_ids: list[str], grain: str, first: datetime, stop: datetime) -> Any:
+    """Select the rollup rows of ``scope`` in one (grain, first, stop) range, or its sites' where history keeps none."""
+    owners = rollups.c.scope == scope if in_history(scope, grain) else rollups.c.scope.in_(site_ids)
+    return sa.and_(owners, rollups.c.grain == grain, rollups.c.bucket >= first, rollups.c.bucket < stop)
+
+
 class HistorySource:
     """Answer range queries from rollups; raise StoreUnavailable when the database is down."""
 
@@ -83,18 +89,21 @@ class HistorySource:
 
     def metrics(self, site_id: str | None, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
         """Return the contract's metrics of [start, end) (whole minutes) for a site or the network."""
+        scope = site_id or NETWORK
         ranges = window_buckets(start, end, HISTORY_GRAINS)
-        covered = sa.or_(
-            *(sa.and_(rollups.c.grain == g, rollups.c.bucket >= lo, rollups.c.bucket < hi) for g, lo, hi in ranges)
-        )
-        field_query = (
-            sa.select(rollups.c.field, sa.func.sum(rollups.c.value))
-            .where(rollups.c.scope == (site_id or NETWORK), covered)
-            .group_by(rollups.c.field)
-        )
 
         def read(connection: sa.Connection) -> tuple[dict[str, Any], float]:
-            fields = {name: value for name, value in connection.execute(field_query)} if ranges else {}
+            fields: dict[str, Any] = {}
+            if ranges:
+                site_ids: list[str] = []
+                if not all(in_history(scope, grain) for grain, _, _ in ranges):
+                    site_ids = sorted(connection.execute(sa.select(sites.c.site_id)).scalars())
+                query = (
+                    sa.select(rollups.c.field, sa.func.sum(rollups.c.value))
+                    .where(sa.or_(*(_covering(scope, site_ids, *piece) for piece in ranges)))
+                    .group_by(rollups.c.field)
+                )
+                fields = {name: value for name, value in connection.execute(query)}
             return fields, _labor_cost(connection, site_id, start, end, now)
 
         fields, labor = self._run(read)

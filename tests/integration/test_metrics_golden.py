@@ -6,6 +6,7 @@ import json
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from tests.helpers import GOLDEN, golden_events, golden_invalid
 from tests.integration.test_api_events import drain, post
@@ -46,6 +47,16 @@ def test_history_holds_each_unique_event_once(runtime, golden_loaded):
     from tests.conftest import count_events
 
     assert count_events(runtime.engine) == EXPECTED["unique_events"]
+
+
+def test_history_keeps_the_network_minutes_only_as_its_sites_rows(runtime, golden_loaded):
+    """The network query cut at 06:07 and 09:51 above reads its edge minutes from the sites' rows."""
+    with runtime.engine.connect() as connection:
+        grains = {
+            (scope == "*", grain)
+            for scope, grain in connection.execute(sa.text("SELECT DISTINCT scope, grain FROM rollups"))
+        }
+    assert grains == {(False, "m"), (False, "h"), (False, "d"), (True, "h"), (True, "d")}
 
 
 def test_every_invalid_line_is_rejected(client, token, runtime):

@@ -104,6 +104,41 @@ def test_downgrade_restores_the_indexes_of_0007(request: pytest.FixtureRequest, 
     assert {"events_route_pairs", "events_order_pairs", "events_worker_shifts", "events_type_time"} <= set(before)
 
 
+ROLLUPS_OF_0008 = [
+    # (scope, grain, field, value) in one bucket: the network's rows were its sites' sums.
+    ("SEA1", "m", "attempts", 2.0),
+    ("PDX1", "m", "attempts", 3.0),
+    ("*", "m", "attempts", 5.0),
+    ("SEA1", "h", "attempts", 2.0),
+    ("PDX1", "h", "attempts", 3.0),
+    ("*", "h", "attempts", 5.0),
+]
+
+
+@pytest.mark.parametrize("engine_name", ["pg_engine", "sqlite_engine"])
+def test_the_network_minutes_go_and_come_back_as_the_sites_sums(
+    request: pytest.FixtureRequest, engine_name: str
+) -> None:
+    engine: sa.Engine = request.getfixturevalue(engine_name)
+    migrate(engine, "0008")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO rollups VALUES (:scope, :grain, :bucket, :field, :value)"),
+            [{"scope": s, "grain": g, "bucket": T0, "field": f, "value": v} for s, g, f, v in ROLLUPS_OF_0008],
+        )
+
+    migrate(engine)
+    assert _rollups(engine) == {row for row in ROLLUPS_OF_0008 if row[:2] != ("*", "m")}
+
+    downgrade(engine, "0008")
+    assert _rollups(engine) == set(ROLLUPS_OF_0008)
+
+
+def _rollups(engine: sa.Engine) -> set[tuple[str, str, str, float]]:
+    with engine.connect() as connection:
+        return {tuple(row) for row in connection.execute(sa.text("SELECT scope, grain, field, value FROM rollups"))}
+
+
 def _event_indexes(engine: sa.Engine) -> dict[str, tuple[tuple[str, ...], str]]:
     """Return each index on events: its columns and its condition ('' for none)."""
     with engine.connect() as connection:
