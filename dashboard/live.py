@@ -33,19 +33,20 @@ _REBUILD_LOCK_S = 600
 MARKER_TTL_S = 24 * 3600
 
 # KEYS: marker, rebuild lock, shifts hash.
-# ARGV: marker ttl, live key prefix, retention s, n increments, then 5 per
-# increment (scope, grain, epoch, field, value), n shifts, (key, json) pairs.
+# ARGV: marker ttl, n hashes, then for each: its full key, its expiry epoch,
+# n fields and (field, increment) pairs; then n shifts and (key, json) pairs.
 # Returns 1 applied, 0 already applied, -1 rebuild running.
 APPLY = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-local retention = tonumber(ARGV[3])
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
-  local key = ARGV[2] .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. ARGV[i + 2]
-  redis.call('HINCRBYFLOAT', key, ARGV[i + 3], ARGV[i + 4])
-  redis.call('EXPIREAT', key, tonumber(ARGV[i + 2]) + retention)
-  i = i + 5
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local key, fields = ARGV[i], tonumber(ARGV[i + 2])
+  for f = 1, fields do
+    redis.call('HINCRBYFLOAT', key, ARGV[i + 1 + 2 * f], ARGV[i + 2 + 2 * f])
+  end
+  redis.call('EXPIREAT', key, ARGV[i + 1])
+  i = i + 3 + 2 * fields
 end
 local shifts = tonumber(ARGV[i]); i = i + 1
 for _ = 1, shifts do
@@ -67,9 +68,13 @@ class LiveAggregates:
 
     def apply(self, outbox_id: int, payload: dict[str, Any]) -> int:
         """Apply one outbox row's deltas once; return 1, 0 (done before) or -1 (rebuild running)."""
-        args: list[Any] = [MARKER_TTL_S, self._keys.live, self.retention_s, len(payload["incr"])]
+        # One hash takes many fields from a batch: grouped, each hash's key and expiry go once.
+        hashes: dict[tuple[str, str, int], list[str]] = defaultdict(list)
         for scope, grain, epoch, name, value in payload["incr"]:
-            args += [scope, grain, epoch, name, repr(float(value))]
+            hashes[(scope, grain, epoch)] += (name, repr(float(value)))
+        args: list[Any] = [MARKER_TTL_S, len(hashes)]
+        for (scope, grain, epoch), fields in hashes.items():
+            args += [self._keys.live_hash(scope, grain, epoch), epoch + self.retention_s, len(fields) // 2, *fields]
         args.append(len(payload["shifts"]))
         for key, value in payload["shifts"].items():
             args += [key, json.dumps(value)]
