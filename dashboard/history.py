@@ -8,6 +8,7 @@ Either way a redelivered entry changes nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,15 +57,18 @@ class StoredEvent:
         try:
             raw: Any = orjson.loads(payload)
             data = raw["data"]
+            stream_id = entry_id.decode()
             stored = cls(
-                stream_id=entry_id.decode(),
+                stream_id=stream_id,
                 source=raw["source"],
                 id=raw["id"],
                 type=raw["type"],
                 site_id=data["site_id"],
                 time=_utc(raw["time"]),
-                received_at=datetime.fromtimestamp(entry_ms(entry_id) / 1000, UTC),
-                correlation=tuple([_correlation_id(data, name) for name in CORRELATION_FIELDS]),
+                received_at=_received_at(entry_ms(stream_id)),
+                correlation=tuple(
+                    [value if isinstance(value, str) else None for value in map(data.get, CORRELATION_FIELDS)]
+                ),
                 stop_seq=_stop_seq(data),
                 payload=payload,
                 data=data,
@@ -99,9 +103,10 @@ def _utc(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _correlation_id(data: dict[str, Any], name: str) -> str | None:
-    value = data.get(name)
-    return value if isinstance(value, str) else None
+@functools.lru_cache(maxsize=1024)
+def _received_at(ms: int) -> datetime:
+    """Return the time of a stream entry's millisecond; the entries of one POST share it."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 STOP_SEQ_MAX = 2**31 - 1  # the column is a 4-byte integer
