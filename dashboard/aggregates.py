@@ -622,6 +622,16 @@ def _earlier(new: Any, old: Any) -> Any:
     return sa.case((sa.or_(old.is_(None), new < old), new), else_=old)
 
 
+# The events that move each current-state table, written once rather than per event.
+_ORDER_STATE_TYPES = frozenset((*STAGES, "slot.changed", "delivery.attempted"))
+_ROUTE_COLUMNS = {
+    "truck.arrived": "arrived_at",
+    "truck.loading_started": "loading_started_at",
+    "truck.departed": "departed_at",
+}
+_WORKER_STATE_TYPES = frozenset((*SHIFT_TYPES, "worker.absent"))
+
+
 def _merge_latest(target: dict[str, Any], time_key: str, fact_time: datetime, values: dict[str, Any]) -> None:
     current = target.get(time_key)
     if current is None or fact_time > current:
@@ -639,7 +649,7 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
         data, when = fact.data, fact.time
         if fact.site_id == NETWORK:
             continue  # a network-wide mode.changed: no site's state
-        if "order_id" in data and fact.type in (*STAGES, "slot.changed", "delivery.attempted"):
+        if "order_id" in data and fact.type in _ORDER_STATE_TYPES:
             row = order_rows.setdefault(
                 data["order_id"],
                 {
@@ -681,7 +691,7 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
                 (fact.site_id, data["dock_id"]), {"site_id": fact.site_id, "dock_id": data["dock_id"]}
             )
             _merge_latest(row, "status_time", when, {"status": data["status"], "reason": data.get("reason")})
-        if fact.type in ("truck.arrived", "truck.loading_started", "truck.departed"):
+        if fact.type in _ROUTE_COLUMNS:
             row = route_rows.setdefault(
                 data["route_id"],
                 {
@@ -693,15 +703,11 @@ def update_state(connection: sa.Connection, new: Sequence[Fact]) -> None:
                     "departed_at": None,
                 },
             )
-            column = {
-                "truck.arrived": "arrived_at",
-                "truck.loading_started": "loading_started_at",
-                "truck.departed": "departed_at",
-            }[fact.type]
+            column = _ROUTE_COLUMNS[fact.type]
             row[column] = when if row[column] is None else max(row[column], when)
             if fact.type == "truck.arrived":
                 row["dock_id"] = data["dock_id"]
-        if fact.type in (*SHIFT_TYPES, "worker.absent"):
+        if fact.type in _WORKER_STATE_TYPES:
             row = worker_rows.setdefault(
                 data["worker_id"],
                 {
