@@ -377,7 +377,8 @@ def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], t
     if not keys:
         return []
     query = sa.select(*_PAIR_COLUMNS).where(_of_types(types))
-    rows = connection.execute(_matching(connection, query, (column,), [(key,) for key in sorted(keys)]))
+    # .all(): the driver fetches every row at once; iterating the result fetches them one by one.
+    rows = connection.execute(_matching(connection, query, (column,), [(key,) for key in sorted(keys)])).all()
     return [_fact(row) for row in rows]
 
 
@@ -480,7 +481,7 @@ class PairKeys:
         if stop_keys:
             query = sa.select(*_PAIR_COLUMNS).where(_of_types(_STOP_TYPES))
             query = _matching(connection, query, (events.c.route_id, events.c.stop_seq), sorted(stop_keys))
-            found += (_fact(row) for row in connection.execute(query))
+            found += (_fact(row) for row in connection.execute(query).all())
         return [fact for fact in found if self.wants(fact)]
 
 
@@ -497,7 +498,7 @@ def _update_samples(connection: sa.Connection, keys: PairKeys, deltas: Deltas) -
         (samples.c.kind, samples.c.source, samples.c.id),
         sorted((kind, source, id_) for kind, (source, id_) in current),
     )
-    for row in connection.execute(query):
+    for row in connection.execute(query).all():
         stored[(row.kind, (row.source, row.id))] = row.value
 
     changed: list[dict[str, Any]] = []
