@@ -143,17 +143,26 @@ class DirectSink:
     The entries look like stream entries (``ms-seq`` ids, the event JSON under
     ``e``), so the worker decodes, stores, aggregates and applies the live
     outbox exactly as it does in production; only Redis's stream is skipped.
+    What the worker's housekeeping does to the live state every 10 s (outbox
+    rows, shifts that left every window) is done here as often.
     """
 
     def __init__(self, worker: Any) -> None:
         self._worker = worker
         self._last_ms = 0
+        self._next_tidy = 0.0
 
     def write(self, batch: list[dict[str, Any]]) -> None:
         ms = max(int(time.time() * 1000), self._last_ms + 1)
         self._last_ms = ms
         entries = [(f"{ms}-{n}".encode(), {b"e": orjson.dumps(event)}) for n, event in enumerate(batch)]
         self._worker.process(entries)
+        if time.monotonic() >= self._next_tidy:
+            self.tidy()
+
+    def tidy(self) -> None:
+        self._worker.tidy_live()
+        self._next_tidy = time.monotonic() + 10
 
 
 def _redirect_output(path: Path) -> None:
@@ -255,6 +264,8 @@ def _load(
         feed(target)
         if time.monotonic() - began < 2 or time.monotonic() > deadline:
             break
+    if isinstance(sink, DirectSink):
+        sink.tidy()  # what a worker's next housekeeping would do, before the queries
     shared.data_end[index] = target.timestamp()
     shared.phase[index] = FINISHED
 

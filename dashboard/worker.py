@@ -138,9 +138,7 @@ class IngestWorker:
         if now >= self._next_housekeeping:
             ensure_group(self._client, self._keys)
             self._housekeeping()
-            self.flush_applied()
-            self.drain_outbox()
-            self._live.prune_shifts(datetime.now(UTC) - timedelta(seconds=self._live.retention_s))
+            self.tidy_live()
             self._next_housekeeping = now + _HOUSEKEEPING_S
         entries = self._read()
         if not entries:
@@ -222,6 +220,12 @@ class IngestWorker:
         # a crash here is applied by housekeeping, and rebuild skips it.
         if self._live.apply(outbox_id, payload) >= 0:
             self._applied.append(outbox_id)
+
+    def tidy_live(self) -> None:
+        """Finish what batches leave to housekeeping: outbox rows to delete or apply, and shifts out of every window."""
+        self.flush_applied()
+        self.drain_outbox()
+        self._live.prune_shifts(datetime.now(UTC) - timedelta(seconds=self._live.retention_s))
 
     def flush_applied(self) -> None:
         """Delete the outbox rows already applied to Redis (when no batch comes to do it)."""
