@@ -145,9 +145,9 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
     Workers do not apply outbox rows while the rebuild lock is held. In one
     transaction that holds off new outbox rows, the rebuild reads the minute
     and hour rollups (the network's minutes are its sites', summed here) and
-    deletes the outbox rows they already include; rows
-    committed after it are applied once it releases the lock. So nothing is
-    counted twice, and nothing is missed.
+    deletes the outbox rows they already include; rows committed after it
+    are applied once it releases the lock. So nothing is counted twice, and
+    nothing is missed.
     """
     started = time.monotonic()
     token = secrets.token_hex(8)
