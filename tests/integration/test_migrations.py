@@ -87,8 +87,10 @@ def test_upgrade_fills_stop_seq_of_stored_events(request: pytest.FixtureRequest,
     with engine.connect() as connection:
         found = dict(connection.execute(sa.text("SELECT id, stop_seq FROM events")).all())
         indexes = {index["name"] for index in sa.inspect(connection).get_indexes("events")}
+        sample_indexes = {index["name"] for index in sa.inspect(connection).get_indexes("samples")}
     assert found == {"e-stop": 3, "e-attempt": 3, "e-truck": None}
     assert indexes == HEAD_INDEXES
+    assert sample_indexes == set()  # read only by their primary key
 
 
 @pytest.mark.parametrize("engine_name", ["pg_engine", "sqlite_engine"])
