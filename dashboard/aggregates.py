@@ -69,10 +69,10 @@ def truncate(moment: datetime, grain: str) -> datetime:
 def in_history(scope: str, grain: str) -> bool:
     """Tell whether history keeps rollup rows of ``scope`` at ``grain``.
 
-    Not the network's minutes: a query reads a few of them at most (the edges
-    of its range), and summing the sites' costs less there than storing a
-    second row for every site's row that every batch writes, which every
-    worker's batch would also wait on.
+    Not the network's minutes. A range query reads minutes only at its
+    edges, where summing the sites' rows is cheap; storing them would write
+    a second row for each site's minute row, one that every worker's batch
+    shares and waits on.
     """
     return not (scope == NETWORK and grain == "m")
 
