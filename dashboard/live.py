@@ -175,7 +175,9 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
             if not in_history(row.scope, row.grain):
                 continue  # a network minute an older version stored: the sites' rows make it
             epoch = int(aware(row.bucket).timestamp())
-            scopes = (row.scope,) if in_history(NETWORK, row.grain) else (row.scope, NETWORK)
+            scopes = [row.scope]
+            if not in_history(NETWORK, row.grain):
+                scopes.append(NETWORK)  # the network's minutes: the sum of its sites'
             for scope in scopes:
                 key = keys.live_hash(scope, row.grain, epoch)
                 hashes[key][row.field] = hashes[key].get(row.field, 0.0) + row.value

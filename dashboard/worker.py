@@ -211,7 +211,8 @@ class IngestWorker:
             # before this batch is acknowledged, so that 'processed' means final.
             with self._engine.begin() as connection:
                 outbox = settle_deferred(connection, deferred, live_since)
-            log.debug("pairs_settled", extra={"consumer": self.name, "locks": len(deferred.lock_names())})
+            if log.isEnabledFor(logging.DEBUG):  # naming the locks again costs a string per pair
+                log.debug("pairs_settled", extra={"consumer": self.name, "locks": len(deferred.lock_names())})
             if outbox is not None:
                 self._apply_live(*outbox)
 
