@@ -116,16 +116,21 @@ return flags
 """
 
 # KEYS: stream, stats, failures, processed-rate key. ARGV: group, ids...
+# The ids go to XACK and HDEL a thousand at a time: Lua's unpack() fails past
+# about 8,000 values, and a worker batch may be larger than that.
 ACK = """
-local ids = {}
-for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+local acked = 0
+local failures = redis.call('HLEN', KEYS[3]) > 0
+for first = 2, #ARGV, 1000 do
+  local last = math.min(first + 999, #ARGV)
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, first, last))
+  if failures then redis.call('HDEL', KEYS[3], unpack(ARGV, first, last)) end
+end
 if acked > 0 then
   redis.call('HINCRBY', KEYS[2], 'processed', acked)
   redis.call('INCRBY', KEYS[4], acked)
   redis.call('EXPIRE', KEYS[4], 120)
 end
-if redis.call('HLEN', KEYS[3]) > 0 then redis.call('HDEL', KEYS[3], unpack(ids)) end
 return acked
 """
 

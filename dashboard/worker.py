@@ -45,6 +45,13 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 # event is bad: wait and retry, never dead-letter for them.
 _DB_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.ProgrammingError, sa_exc.TimeoutError)
 _DB_EVENT_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
+# Redis refusing writes as a whole: full (maxmemory with noeviction) or a read-only replica.
+_REDIS_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
 _HOUSEKEEPING_S = 10.0
 _IDLE_CONSUMER_MS = 3600_000
 _MAX_BACKOFF_S = 5.0
@@ -98,25 +105,31 @@ class IngestWorker:
             try:
                 self.step()
                 self._backoff_s = 0.0
-            except (redis.ConnectionError, redis.TimeoutError) as error:
+            except _REDIS_UNAVAILABLE as error:
+                self._own_pending = True
                 self._wait_out("redis", error, stop)
             except _DB_UNAVAILABLE as error:
                 self._own_pending = True
                 self._wait_out("database", error, stop)
             except redis.ResponseError as error:
                 if "NOGROUP" not in str(error) and "UNBLOCKED" not in str(error):
-                    raise
+                    self._survive_bug(stop)
+                    continue
                 # The stream or its group vanished (Redis flushed or restarted
                 # empty): make them again and go on; `rebuild` restores the figures.
                 log.warning("stream_recreated", extra={"consumer": self.name, "error": str(error)})
                 ensure_group(self._client, self._keys)
             except Exception:
-                # A bug, not an outage: say so loudly, keep the entries pending, go on.
-                log.exception("worker_step_failed", extra={"consumer": self.name})
-                self._own_pending = True
-                self._backoff_s = min(_MAX_BACKOFF_S, max(0.1, self._backoff_s * 2))
-                stop.wait(self._backoff_s)
+                self._survive_bug(stop)
         log.info("worker_stopped", extra={"consumer": self.name, "processed": self.processed})
+
+    def _survive_bug(self, stop: threading.Event) -> None:
+        # A bug, not an outage (a script Redis refuses included): say so
+        # loudly, keep the entries pending, back off and go on.
+        log.exception("worker_step_failed", extra={"consumer": self.name})
+        self._own_pending = True
+        self._backoff_s = min(_MAX_BACKOFF_S, max(0.1, self._backoff_s * 2))
+        stop.wait(self._backoff_s)
 
     def _wait_out(self, store: str, error: Exception, stop: threading.Event) -> None:
         self._backoff_s = min(_MAX_BACKOFF_S, max(0.1, self._backoff_s * 2))

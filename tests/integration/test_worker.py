@@ -129,3 +129,16 @@ def test_every_accepted_value_reaches_history_unchanged(runtime):
     assert (rows[odd].source, rows[odd].payload["data"]["reason"]) == (f"/sites/SEA1/{odd}", odd)
     assert runtime.redis.xlen(runtime.keys.dead) == 0
     assert backlog(runtime.redis, runtime.keys) == 0
+
+
+def test_a_batch_past_luas_unpack_limit_is_acknowledged_whole(runtime):
+    # Lua's unpack() refuses about 8,000 values: the ack script must not hand it a whole batch.
+    count = 9000
+    for first in range(0, count, 1000):
+        submit(runtime, 1000, f"big{first}-")
+    settings = runtime.settings.model_copy(update={"worker_batch": count})
+    worker = Runtime(settings, runtime.redis, runtime.engine, runtime.keys).worker()
+    assert worker.step() == count
+    assert count_events(runtime.engine) == count
+    assert runtime.redis.xpending(runtime.keys.stream, GROUP)["pending"] == 0
+    assert backlog(runtime.redis, runtime.keys) == 0
