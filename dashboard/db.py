@@ -6,6 +6,9 @@ the same code, only the URL differs.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -288,9 +291,40 @@ def _alembic_config(engine: sa.Engine) -> Config:
     return config
 
 
+# The PostgreSQL advisory lock that one schema change at a time holds ("tower" in ASCII).
+_SCHEMA_LOCK = 0x746F776572
+
+
+@contextmanager
+def _schema_lock(engine: sa.Engine) -> Iterator[None]:
+    """Hold, across processes, the lock that lets one schema change run at a time.
+
+    Processes that start together (the demo and a `token create` beside it,
+    or several containers) all migrate: without it, two would create the same
+    table and one would fail. The second waits, then finds the schema current.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK})
+            connection.commit()  # a session lock: held across the migration's own transactions
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK})
+                connection.commit()
+    elif engine.url.database and engine.url.database != ":memory:":
+        # SQLite runs DDL outside transactions, so a file lock beside the database serializes it.
+        with open(f"{engine.url.database}.schema-lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield  # an in-memory database belongs to one process
+
+
 def migrate(engine: sa.Engine, revision: str = "head") -> str:
     """Create or upgrade the schema to ``revision`` (the newest by default); return it."""
-    command.upgrade(_alembic_config(engine), revision)
+    with _schema_lock(engine):
+        command.upgrade(_alembic_config(engine), revision)
     return current_revision(engine) or ""
 
 
@@ -301,7 +335,8 @@ class UnknownRevision(ValueError):
 def downgrade(engine: sa.Engine, revision: str) -> str:
     """Take the schema back to ``revision``, as the code of an older release needs it; return it."""
     try:
-        command.downgrade(_alembic_config(engine), revision)
+        with _schema_lock(engine):
+            command.downgrade(_alembic_config(engine), revision)
     except CommandError as error:
         raise UnknownRevision(f"cannot take the schema back to {revision!r}: {error}") from error
     return current_revision(engine) or ""

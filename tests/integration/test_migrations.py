@@ -183,3 +183,28 @@ def test_migrate_down_to_an_unknown_revision_says_so_and_changes_nothing(pg_engi
     assert result.returncode == 2
     assert "cannot take the schema back to '0042'" in result.stderr
     assert current_revision(pg_engine) == head_revision()
+
+
+def _migrate_at_once(env: dict[str, str], processes: int = 3) -> list[tuple[int, str]]:
+    started = [
+        subprocess.Popen(
+            [sys.executable, "app.py", "migrate"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(processes)
+    ]
+    return [(process.wait(timeout=60), process.stderr.read().decode()[-2000:]) for process in started]
+
+
+def test_processes_that_migrate_at_once_all_succeed(pg_engine: sa.Engine, tmp_path: Path) -> None:
+    # The demo and a `token create` started beside it, or several containers, each migrate
+    # a fresh database at once: without a lock, one creates a table the other just made.
+    postgres = {"REDIS_URL": REDIS_URL, "DATABASE_URL": pg_engine.url.render_as_string(hide_password=False)}
+    sqlite_dirs = [tmp_path / f"try-{n}" for n in range(3)]
+    for env in [postgres, *({"VAR_DIR": str(folder)} for folder in sqlite_dirs)]:
+        for returncode, stderr in _migrate_at_once({"PATH": "/usr/bin:/bin", **env}):
+            assert returncode == 0, stderr
+    assert current_revision(pg_engine) == head_revision()
+    for folder in sqlite_dirs:
+        engine = create_db_engine(Settings(var_dir=folder))
+        assert current_revision(engine) == head_revision()
+        engine.dispose()
