@@ -45,7 +45,7 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 # event is bad: wait and retry, never dead-letter for them.
 _DB_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.ProgrammingError, sa_exc.TimeoutError)
 _DB_EVENT_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
-# Redis refusing writes as a whole: full (maxmemory with noeviction) or a read-only replica.
+# Redis out of reach, or refusing writes as a whole: full (maxmemory with noeviction) or a read-only replica.
 _REDIS_UNAVAILABLE = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -112,13 +112,13 @@ class IngestWorker:
                 self._own_pending = True
                 self._wait_out("database", error, stop)
             except redis.ResponseError as error:
-                if "NOGROUP" not in str(error) and "UNBLOCKED" not in str(error):
+                if "NOGROUP" in str(error) or "UNBLOCKED" in str(error):
+                    # The stream or its group vanished (Redis flushed or restarted
+                    # empty): make them again and go on; `rebuild` restores the figures.
+                    log.warning("stream_recreated", extra={"consumer": self.name, "error": str(error)})
+                    ensure_group(self._client, self._keys)
+                else:
                     self._survive_bug(stop)
-                    continue
-                # The stream or its group vanished (Redis flushed or restarted
-                # empty): make them again and go on; `rebuild` restores the figures.
-                log.warning("stream_recreated", extra={"consumer": self.name, "error": str(error)})
-                ensure_group(self._client, self._keys)
             except Exception:
                 self._survive_bug(stop)
         log.info("worker_stopped", extra={"consumer": self.name, "processed": self.processed})

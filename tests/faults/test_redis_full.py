@@ -1,4 +1,4 @@
-"""Redis full (maxmemory reached, noeviction): the worker waits, keeps its entries, and drains once there is room."""
+"""Redis full (maxmemory reached, noeviction): the worker waits it out, and drains once there is room."""
 
 from __future__ import annotations
 
