@@ -143,8 +143,8 @@ class DirectSink:
     The entries look like stream entries (``ms-seq`` ids, the event JSON under
     ``e``), so the worker decodes, stores, aggregates and applies the live
     outbox exactly as it does in production; only Redis's stream is skipped.
-    What the worker's housekeeping does to the live state every 10 s (outbox
-    rows, shifts that left every window) is done here as often.
+    What the worker's housekeeping does every 10 s (outbox rows, shifts that
+    left every window, hours to fold) is done here as often.
     """
 
     def __init__(self, worker: Any) -> None:
@@ -161,7 +161,7 @@ class DirectSink:
             self.tidy()
 
     def tidy(self) -> None:
-        self._worker.tidy_live()
+        self._worker.tidy()
         self._next_tidy = time.monotonic() + 10
 
 

@@ -9,13 +9,15 @@ transaction as the insert:
    shift that changed moves its old contribution out and its new one in, so a
    half that arrives hours late lands in the bucket of the event the contract
    attributes it to;
-3. rollups take the deltas: minute, hour and day grains per site, hour and
-   day grains for the network (its minutes are the sum of the sites', added
-   when read: see ``in_history``); one outbox row carries the minute and hour
-   deltas, the network's included, to Redis after the commit;
+3. the sites' minute rollups take the deltas, and their hours are marked
+   for ``dashboard.folding`` to fold into hour and day rows later (the
+   network's minutes are the sum of the sites', added when read: see
+   ``in_history``); one outbox row carries the minute and hour deltas, the
+   network's included, to Redis after the commit;
 4. the current state tables (orders, docks, routes, workers, sites) move to
    the newest event by event time.
 
+Each transaction first shares the fold lock (see ``dashboard.folding``).
 Concurrent workers serialize on the pairs their new events belong to (one
 PostgreSQL advisory lock per dock wait, driver-idle gap, ready-to-truck pair
 and worker's shifts), taken after the insert and before the partners are read.
@@ -39,12 +41,23 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dashboard import metrics
-from dashboard.db import docks, events, live_outbox, orders, rollups, routes, samples, shifts, sites, workers
+from dashboard.db import (
+    docks,
+    events,
+    live_outbox,
+    orders,
+    rollups,
+    rollups_unfolded,
+    routes,
+    samples,
+    shifts,
+    sites,
+    workers,
+)
+from dashboard.folding import NETWORK, marks, share_fold_lock
 from dashboard.history import STOP_SEQ_MAX, StoredEvent, insert_events
 from dashboard.metrics import Fact, Key, Sample
 
-NETWORK = "*"
-GRAINS = ("m", "h", "d")
 LIVE_GRAINS = ("m", "h")
 
 ROUTE_PAIR_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed", "stop.arrived", "stop.departed")
@@ -79,15 +92,15 @@ def in_history(scope: str, grain: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _buckets(minute: datetime) -> tuple[tuple[str, datetime], ...]:
-    """Return (grain, bucket start) of ``minute`` for every grain; a batch asks for the same minutes often."""
-    return tuple((grain, truncate(minute, grain)) for grain in GRAINS)
+    """Return (grain, bucket start) of ``minute`` for every live grain; a batch asks for the same minutes often."""
+    return tuple((grain, truncate(minute, grain)) for grain in LIVE_GRAINS)
 
 
 @dataclass
 class Deltas:
     """Changes to rollup fields, and the shifts that changed, from one batch."""
 
-    # (site, minute, field) -> change; spread to every grain and to the network once, by ``values``.
+    # (site, minute, field) -> change; spread to the live grains and to the network once, by ``values``.
     minutes: dict[tuple[str, datetime, str], float] = field(default_factory=lambda: defaultdict(float))
     # key -> [site, start epoch, end epoch or None, hourly cost]: labor cost is
     # summed from shifts at query time, so a shift is one row, not a row a minute.
@@ -102,7 +115,7 @@ class Deltas:
 
     @functools.cached_property
     def values(self) -> dict[tuple[str, str, datetime, str], float]:
-        """Return the changes by (scope, grain, bucket, field): every grain, for the site and the network.
+        """Return the changes by (scope, grain, bucket, field) at the live grains, for the site and the network.
 
         Read once the batch's changes are all added.
         """
@@ -138,9 +151,12 @@ def shift_key(key: Key) -> str:
 
 
 def _upsert(
-    connection: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], updates: Callable[[Any], dict[str, Any]]
+    connection: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    updates: Callable[[Any], dict[str, Any]] | None,
 ) -> None:
-    """Insert ``rows``, or update those whose key exists with ``updates(excluded)``.
+    """Insert ``rows``, or update those whose key exists with ``updates(excluded)`` (None: leave them).
 
     On PostgreSQL the rows travel as one JSON array that
     ``jsonb_populate_recordset`` turns back into the table's row type: one
@@ -152,11 +168,7 @@ def _upsert(
     if not rows:
         return
     if connection.dialect.name != "postgresql":
-        insert = sqlite.insert(table)
-        connection.execute(
-            insert.on_conflict_do_update(index_elements=list(table.primary_key), set_=updates(insert.excluded)),
-            list(rows),
-        )
+        connection.execute(_on_conflict(sqlite.insert(table), table, updates), list(rows))
         return
     sql = _postgresql_upsert(connection.dialect, table, tuple(rows[0]), updates)
     connection.exec_driver_sql(sql, {"rows": orjson.dumps(rows).decode()})
@@ -164,15 +176,21 @@ def _upsert(
 
 @functools.lru_cache(maxsize=64)  # a few tables per engine; bounded for processes that make many engines
 def _postgresql_upsert(
-    dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...], updates: Callable[[Any], dict[str, Any]]
+    dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...], updates: Callable[[Any], dict[str, Any]] | None
 ) -> str:
     """Return the upsert of ``names`` from a JSON array of rows, as the driver's SQL."""
     source = sa.select(*(sa.column(name) for name in names)).select_from(
         sa.text(f"jsonb_populate_recordset(NULL::{table.name}, CAST(:rows AS jsonb))")
     )
     insert = postgresql.insert(table).from_select(names, source)
-    statement = insert.on_conflict_do_update(index_elements=list(table.primary_key), set_=updates(insert.excluded))
-    return str(statement.compile(dialect=dialect))
+    return str(_on_conflict(insert, table, updates).compile(dialect=dialect))
+
+
+def _on_conflict(insert: Any, table: sa.Table, updates: Callable[[Any], dict[str, Any]] | None) -> Any:
+    keys = list(table.primary_key)
+    if updates is None:
+        return insert.on_conflict_do_nothing(index_elements=keys)
+    return insert.on_conflict_do_update(index_elements=keys, set_=updates(insert.excluded))
 
 
 # What pairing needs of an event, without reading back its whole payload.
@@ -259,8 +277,9 @@ def apply_batch(
 ) -> tuple[Outbox | None, Deferred]:
     """Store the batch and what derives from it; return its live outbox row (id, payload) or None, and what it deferred.
 
-    Runs inside the caller's transaction. ``live_since`` is the oldest bucket
-    Redis still keeps: older changes go to history only.
+    Runs inside the caller's transaction, first in it (it shares the fold
+    lock). ``live_since`` is the oldest bucket Redis still keeps: older
+    changes go to history only.
 
     A pair or shift whose lock another worker holds is not waited for: it is
     returned, for ``settle_deferred`` to recompute in a transaction of its own
@@ -270,6 +289,7 @@ def apply_batch(
     settles what the first one left. Recomputing a pair changes nothing when
     nothing changed.
     """
+    share_fold_lock(connection)
     inserted = insert_events(connection, batch)
     facts = [
         Fact((stored.source, stored.id), stored.type, stored.site_id, stored.time, stored.data)
@@ -289,8 +309,8 @@ def apply_batch(
     _update_samples(connection, free_pairs, deltas)
     _update_shifts(connection, shift_workers - busy_workers, deltas)
     update_state(connection, new)
-    # Every batch writes the same few network-wide rollup rows and site rows:
-    # last, so that a concurrent worker waits for them no longer than our commit.
+    # Every batch writes the same few minute rows and site rows: last, so
+    # that a concurrent worker waits for them no longer than our commit.
     _write_rollups(connection, deltas)
     _touch_sites(connection, new)
     return _outbox(connection, deltas, live_since), Deferred(busy_pairs, busy_workers)
@@ -299,9 +319,12 @@ def apply_batch(
 def settle_deferred(connection: sa.Connection, deferred: Deferred, live_since: datetime) -> Outbox | None:
     """Recompute, under their locks, the pairs and shifts a batch deferred; return the live outbox row, if any.
 
-    Runs in a transaction of its own that has taken no other lock: it waits
-    here for the workers that held them to commit, and then sees their halves.
+    Runs in a transaction of its own that has taken no other lock but the
+    shared fold lock: it waits here for the workers that held them to commit
+    (they hold the fold lock already, so a fold waiting for it cannot stand
+    between), and then sees their halves.
     """
+    share_fold_lock(connection)
     _lock_pairs(connection, deferred.lock_names())
     deltas = Deltas()
     _update_samples(connection, deferred.pairs, deltas)
@@ -572,12 +595,14 @@ def _shift_updates(x: Any) -> dict[str, Any]:
 
 
 def _write_rollups(connection: sa.Connection, deltas: Deltas) -> None:
+    """Add the changes to the sites' minute rows, and mark their hours for folding."""
     rows = [
-        {"scope": scope, "grain": grain, "bucket": bucket, "field": name, "value": value}
-        for (scope, grain, bucket, name), value in sorted(deltas.values.items())
-        if value != 0 and in_history(scope, grain)
+        {"scope": site_id, "grain": "m", "bucket": minute, "field": name, "value": value}
+        for (site_id, minute, name), value in sorted(deltas.minutes.items())
+        if value != 0
     ]
     _upsert(connection, rollups, rows, _rollup_updates)
+    _upsert(connection, rollups_unfolded, marks((row["scope"], truncate(row["bucket"], "h")) for row in rows), None)
 
 
 def _rollup_updates(x: Any) -> dict[str, Any]:

@@ -73,6 +73,20 @@ rollups = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
 )
 
+# The (site, hour) pairs whose minute rows changed since their hour and day
+# rows (and the network's) were last folded from them: see dashboard.folding.
+# Each row carries its hour's and day's bounds, so that SQL needs no date
+# arithmetic of its dialect to join minutes and hours to it.
+rollups_unfolded = sa.Table(
+    "rollups_unfolded",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("hour", Timestamp, primary_key=True),
+    sa.Column("hour_end", Timestamp, nullable=False),
+    sa.Column("day", Timestamp, nullable=False),
+    sa.Column("day_end", Timestamp, nullable=False),
+)
+
 # The latency sample each anchor event currently gives, so that a late half
 # of a pair can move it from one histogram bucket to another.
 samples = sa.Table(

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
-from dashboard.aggregates import LIVE_GRAINS, NETWORK, aware, in_history, shift_key, truncate
+from dashboard.aggregates import LIVE_GRAINS, NETWORK, aware, shift_key, truncate
 from dashboard.db import live_outbox, rollups, shifts
 from dashboard.metrics import Fields, Shift
 from dashboard.stream import Keys
@@ -143,9 +143,10 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
     """Recompute the live hashes from history's rollups, while ingest goes on.
 
     Workers do not apply outbox rows while the rebuild lock is held. In one
-    transaction that holds off new outbox rows, the rebuild reads the minute
-    and hour rollups (the network's minutes are its sites', summed here) and
-    deletes the outbox rows they already include; rows committed after it
+    transaction that holds off new outbox rows, the rebuild reads the sites'
+    minute rollups (they make the hours and the network's rows, summed here:
+    history's hour rows may wait for their fold) and deletes the outbox rows
+    they already include; rows committed after it
     are applied once it releases the lock. So nothing is counted twice, and
     nothing is missed.
     """
@@ -161,7 +162,7 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
             # (On SQLite this first write takes the database lock until commit.)
             folded = connection.execute(live_outbox.delete()).rowcount
             rows = connection.execute(
-                sa.select(rollups).where(rollups.c.grain.in_(LIVE_GRAINS), rollups.c.bucket >= truncate(since, "h"))
+                sa.select(rollups).where(rollups.c.grain == "m", rollups.c.bucket >= truncate(since, "h"))
             ).all()
             shift_rows = connection.execute(
                 sa.select(shifts).where(sa.or_(shifts.c["end"].is_(None), shifts.c["end"] >= since))
@@ -172,16 +173,15 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
         hashes: dict[str, dict[str, float]] = defaultdict(dict)
         expiry: dict[str, int] = {}
         for row in rows:
-            if not in_history(row.scope, row.grain):
+            if row.scope == NETWORK:
                 continue  # a network minute an older version stored: the sites' rows make it
-            epoch = int(aware(row.bucket).timestamp())
-            scopes = [row.scope]
-            if not in_history(NETWORK, row.grain):
-                scopes.append(NETWORK)  # the network's minutes: the sum of its sites'
-            for scope in scopes:
-                key = keys.live_hash(scope, row.grain, epoch)
-                hashes[key][row.field] = hashes[key].get(row.field, 0.0) + row.value
-                expiry[key] = epoch + retention_s
+            minute = aware(row.bucket)
+            for grain in LIVE_GRAINS:
+                epoch = int(truncate(minute, grain).timestamp())
+                for scope in (row.scope, NETWORK):
+                    key = keys.live_hash(scope, grain, epoch)
+                    hashes[key][row.field] = hashes[key].get(row.field, 0.0) + row.value
+                    expiry[key] = epoch + retention_s
         for stale in list(client.scan_iter(match=f"{keys.live}*", count=1000)):
             client.delete(stale)
         client.delete(keys.shifts)

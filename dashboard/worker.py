@@ -4,7 +4,10 @@ Each worker is one consumer of the ``ingest`` group. A step reads a batch
 (its own unacknowledged entries first, then entries a dead worker left
 behind, then new ones), commits them to history and only then acknowledges
 them. A crash anywhere redelivers the batch, and the history's primary key on
-(source, id) turns the redelivery into a no-op.
+(source, id) turns the redelivery into a no-op. Every 10 s, and at its first
+step, its housekeeping also trims the stream, finishes the live outbox, and
+folds the hours that batches marked into the hour and day rollups
+(``dashboard.folding``): whichever worker comes first folds for all.
 
 Failures are of two kinds. A store that cannot be reached (PostgreSQL down,
 Redis down) is waited out with backoff and never counted against an event.
@@ -33,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 from dashboard.aggregates import apply_batch, settle_deferred
 from dashboard.db import live_outbox
 from dashboard.events import CORRELATION_FIELDS
+from dashboard.folding import fold_marked
 from dashboard.history import StoredEvent, UndecodableEntry
 from dashboard.live import LiveAggregates
 from dashboard.stream import ACK, DEAD_LETTER, GROUP, Keys, ensure_group
@@ -151,7 +155,7 @@ class IngestWorker:
         if now >= self._next_housekeeping:
             ensure_group(self._client, self._keys)
             self._housekeeping()
-            self.tidy_live()
+            self.tidy()
             self._next_housekeeping = now + _HOUSEKEEPING_S
         entries = self._read()
         if not entries:
@@ -214,8 +218,8 @@ class IngestWorker:
         live_since = datetime.now(UTC) - timedelta(seconds=self._live.retention_s)
         applied = list(self._applied)
         with self._engine.begin() as connection:
-            _forget_outbox(connection, applied)  # the rows earlier batches applied: no commit of their own
             outbox, deferred = apply_batch(connection, batch, live_since)
+            _forget_outbox(connection, applied)  # the rows earlier batches applied: no commit of their own
         del self._applied[: len(applied)]
         if outbox is not None:
             self._apply_live(*outbox)
@@ -235,11 +239,12 @@ class IngestWorker:
         if self._live.apply(outbox_id, payload) >= 0:
             self._applied.append(outbox_id)
 
-    def tidy_live(self) -> None:
-        """Finish what batches leave to housekeeping: outbox rows to delete or apply, and shifts out of every window."""
+    def tidy(self) -> None:
+        """Finish what batches leave to housekeeping: outbox rows, shifts out of every window, hours to fold."""
         self.flush_applied()
         self.drain_outbox()
         self._live.prune_shifts(datetime.now(UTC) - timedelta(seconds=self._live.retention_s))
+        fold_marked(self._engine)
 
     def flush_applied(self) -> None:
         """Delete the outbox rows already applied to Redis (when no batch comes to do it)."""

@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 
 from dashboard.aggregates import NETWORK, aware, in_history, truncate
 from dashboard.db import docks, events, orders, rollups, routes, shifts, sites, workers
+from dashboard.folding import unfolded_changes
 from dashboard.metrics import GRAIN_SIZES, Shift, finalize, labor_by_bucket, window_buckets
 from dashboard.stream import StoreUnavailable
 from datasources.breaker import PASS_THROUGH, CircuitBreaker, PassThrough
@@ -77,6 +78,11 @@ def _covering(scope: str, site_ids: list[str], grain: str, first: datetime, stop
     return sa.and_(owners, rollups.c.grain == grain, rollups.c.bucket >= first, rollups.c.bucket < stop)
 
 
+def _rows(condition: Any) -> sa.Select:
+    """Select the (scope, bucket, field, value) of the rollup rows that match ``condition``."""
+    return sa.select(rollups.c.scope, rollups.c.bucket, rollups.c.field, rollups.c.value).where(condition)
+
+
 class HistorySource:
     """Answer range queries from rollups; raise StoreUnavailable when the database is down."""
 
@@ -98,11 +104,12 @@ class HistorySource:
                 site_ids: list[str] = []
                 if not all(in_history(scope, grain) for grain, _, _ in ranges):
                     site_ids = sorted(connection.execute(sa.select(sites.c.site_id)).scalars())
-                query = (
-                    sa.select(rollups.c.field, sa.func.sum(rollups.c.value))
-                    .where(sa.or_(*(_covering(scope, site_ids, *piece) for piece in ranges)))
-                    .group_by(rollups.c.field)
-                )
+                stored = _rows(sa.or_(*(_covering(scope, site_ids, *piece) for piece in ranges)))
+                folded = [(first, stop) for grain, first, stop in ranges if grain != "m"]
+                owners = None if site_id is None else [site_id]
+                unfolded = unfolded_changes(connection.dialect.name, "h", folded, owners)
+                summed = sa.union_all(stored, *unfolded).subquery()
+                query = sa.select(summed.c.field, sa.func.sum(summed.c.value)).group_by(summed.c.field)
                 fields = {name: value for name, value in connection.execute(query)}
             return fields, _labor_cost(connection, site_id, start, end, now)
 
@@ -136,10 +143,17 @@ class HistorySource:
             moments.append(cursor)
             cursor += size
         scope_filter = rollups.c.scope.in_(scopes) if scopes is not None else rollups.c.scope != NETWORK
-        query = (
-            sa.select(rollups.c.scope, rollups.c.bucket, rollups.c.field, sa.func.sum(rollups.c.value))
-            .where(rollups.c.grain == grain, rollups.c.bucket >= first, rollups.c.bucket < end, scope_filter)
-            .group_by(rollups.c.scope, rollups.c.bucket, rollups.c.field)
+        stored = _rows(
+            sa.and_(rollups.c.grain == grain, rollups.c.bucket >= first, rollups.c.bucket < end, scope_filter)
+        )
+        site_ids = None if scopes is None else [scope for scope in scopes if scope != NETWORK]
+        dialect = self._engine.dialect.name
+        unfolded = unfolded_changes(dialect, grain, [(first, end)], site_ids) if site_ids != [] else []
+        if scopes is not None and NETWORK in scopes:
+            unfolded += unfolded_changes(dialect, grain, [(first, end)], None, as_network=True)
+        summed = sa.union_all(stored, *unfolded).subquery()
+        query = sa.select(summed.c.scope, summed.c.bucket, summed.c.field, sa.func.sum(summed.c.value)).group_by(
+            summed.c.scope, summed.c.bucket, summed.c.field
         )
         shift_query = _overlapping_shifts(first, end)
         if scopes is not None and NETWORK not in scopes:

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from tests.helpers import GOLDEN, golden_events
+from tests.metrics_assert import mismatches
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,6 +98,14 @@ def test_embedded_demo_ingests_the_golden_log_into_sqlite(tmp_path):
         with sqlite3.connect(tmp_path / "var" / "tower.db") as db:
             assert db.execute("SELECT count(*) FROM events").fetchone()[0] == unique
             assert db.execute("SELECT count(DISTINCT source || '|' || id) FROM events").fetchone()[0] == unique
+        failures = []
+        for query in json.loads((GOLDEN / "expected_metrics.json").read_text())["queries"]:
+            params = {key: query[key] for key in ("start", "end", "site_id") if query[key] is not None}
+            body = requests.get(f"{demo.base}/api/v1/metrics", params=params, headers=demo.headers, timeout=5).json()
+            failures += [
+                f"{query['site_id']} {query['start']}: {problem}" for problem in mismatches(query["expected"], body)
+            ]
+        assert failures == []  # SQLite's history answers as PostgreSQL's, folded or not
         layout = requests.get(f"{demo.base}/_dash-layout", timeout=5)
         assert layout.status_code == 200
 

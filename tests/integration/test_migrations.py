@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -14,7 +14,17 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from dashboard.db import create_db_engine, current_revision, downgrade, head_revision, migrate
+from dashboard.db import (
+    create_db_engine,
+    current_revision,
+    downgrade,
+    head_revision,
+    migrate,
+    rollups,
+    rollups_unfolded,
+    sites,
+)
+from dashboard.folding import marks
 from dashboard.settings import Settings
 from tests.conftest import PG_ADMIN_URL, REDIS_URL
 
@@ -134,6 +144,33 @@ def test_the_network_minutes_go_and_come_back_as_the_sites_sums(
 
     downgrade(engine, "0008")
     assert _rollups(engine) == set(ROLLUPS_OF_0008)
+
+
+@pytest.mark.parametrize("engine_name", ["pg_engine", "sqlite_engine"])
+def test_downgrade_from_0011_folds_what_waits_for_its_fold(request: pytest.FixtureRequest, engine_name: str) -> None:
+    """The older workers rewrite hour and day rows by their deltas: those must already hold every minute."""
+    engine: sa.Engine = request.getfixturevalue(engine_name)
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sites.insert(), [{"site_id": s, "first_event_time": T0, "last_event_time": T0} for s in ("SEA1", "PDX1")]
+        )
+        connection.execute(
+            rollups.insert(),
+            [
+                {"scope": s, "grain": "m", "bucket": T0 + timedelta(minutes=m), "field": "attempts", "value": v}
+                for s, m, v in (("SEA1", 1, 2.0), ("SEA1", 2, 1.0), ("PDX1", 1, 3.0))
+            ],
+        )
+        connection.execute(rollups_unfolded.insert(), marks([("SEA1", T0), ("PDX1", T0)]))
+
+    downgrade(engine, "0010")
+
+    folded = {("SEA1", "attempts", 3.0), ("PDX1", "attempts", 3.0), ("*", "attempts", 6.0)}
+    assert {(s, f, v) for s, g, f, v in _rollups(engine) if g == "h"} == folded
+    assert {(s, f, v) for s, g, f, v in _rollups(engine) if g == "d"} == folded
+    with engine.connect() as connection:
+        assert "rollups_unfolded" not in sa.inspect(connection).get_table_names()
 
 
 def _rollups(engine: sa.Engine) -> set[tuple[str, str, str, float]]:
