@@ -55,7 +55,7 @@ from dashboard.db import (
     workers,
 )
 from dashboard.folding import NETWORK, marks, share_fold_lock
-from dashboard.history import STOP_SEQ_MAX, StoredEvent, insert_events
+from dashboard.history import STOP_SEQ_MAX, StoredEvent, insert_events, stop_seq_column
 from dashboard.metrics import Fact, Key, Sample
 
 LIVE_GRAINS = ("m", "h")
@@ -306,7 +306,7 @@ def apply_batch(
     busy = _try_lock_pairs(connection, pairs.lock_names() | {_shift_lock(worker) for worker in shift_workers})
     free_pairs, busy_pairs = pairs.split(busy)
     busy_workers = {worker for worker in shift_workers if _shift_lock(worker) in busy}
-    _update_samples(connection, free_pairs, deltas)
+    _update_samples(connection, free_pairs, deltas, new)
     _update_shifts(connection, shift_workers - busy_workers, deltas)
     update_state(connection, new)
     # Every batch writes the same few minute rows and site rows: last, so
@@ -396,13 +396,26 @@ def _of_types(types: tuple[str, ...]) -> Any:
     return events.c.type.in_(sa.bindparam("pair_types", list(types), expanding=True, literal_execute=True))
 
 
-def _group_facts(connection: sa.Connection, column: sa.Column, keys: set[str], types: tuple[str, ...]) -> list[Fact]:
+def _group_facts(
+    connection: sa.Connection, column: sa.Column, keys: set[str], types: tuple[str, ...], skip_new: bool = False
+) -> list[Fact]:
     if not keys:
         return []
-    query = sa.select(*_PAIR_COLUMNS).where(_of_types(types))
+    query = _pair_query(types, skip_new)
     # .all(): the driver fetches every row at once; iterating the result fetches them one by one.
     rows = connection.execute(_matching(connection, query, (column,), [(key,) for key in sorted(keys)])).all()
     return [_fact(row) for row in rows]
+
+
+def _pair_query(types: tuple[str, ...], skip_new: bool) -> sa.Select:
+    """Select the pairing columns of events of ``types``; with ``skip_new``, not those this transaction inserted."""
+    query = sa.select(*_PAIR_COLUMNS).where(_of_types(types))
+    return query.where(_NOT_NEW) if skip_new else query
+
+
+def _looked_up(fact: Fact) -> bool:
+    """Tell whether the pair lookups would find ``fact``'s row: one of their types, a stop number its column holds."""
+    return fact.type in _LOOKED_UP_TYPES and (fact.type not in _STOP_TYPES or stop_seq_column(fact.data) is not None)
 
 
 def _dock_lock(route: str) -> str:
@@ -420,6 +433,8 @@ def _ready_lock(order: str) -> str:
 
 _TRUCK_TYPES = ("truck.arrived", "truck.loading_started", "truck.departed")
 _STOP_TYPES = ("stop.arrived", "stop.departed")
+_LOOKED_UP_TYPES = frozenset(_TRUCK_TYPES + _STOP_TYPES + ORDER_PAIR_TYPES)
+_NOT_NEW = sa.text("events.xmin <> pg_current_xact_id()::xid")  # PostgreSQL: rows not inserted by this transaction
 
 
 @dataclass
@@ -494,24 +509,33 @@ class PairKeys:
             return (data["route_id"], data["stop_seq"]) in self.arrivals
         return data["order_id"] in self.orders
 
-    def facts(self, connection: sa.Connection) -> list[Fact]:
-        """Look up, from history, every event these keys name (the batch's own included)."""
+    def facts(self, connection: sa.Connection, new: Sequence[Fact] = ()) -> list[Fact]:
+        """Look up every event these keys name, the batch's own included; ``new``: those this transaction stored.
+
+        On PostgreSQL the lookups skip the rows this transaction inserted
+        (their ``xmin`` is its id), and take them from ``new`` instead:
+        reading back what the worker has in hand was half the rows fetched,
+        and a fifth of its CPU. SQLite reads them back.
+        """
+        skip_new = connection.dialect.name == "postgresql"
         truck_routes = self.dock_routes | {route for route, seq in self.departures if seq == 0}
         # A stop number past the column's range is in no row: looking it up would only overflow.
         stop_keys = {(route, seq) for route, seq in self.departures | self.arrivals if seq <= STOP_SEQ_MAX}
-        found = _group_facts(connection, events.c.route_id, truck_routes, _TRUCK_TYPES)
-        found += _group_facts(connection, events.c.order_id, self.orders, ORDER_PAIR_TYPES)
+        found = _group_facts(connection, events.c.route_id, truck_routes, _TRUCK_TYPES, skip_new)
+        found += _group_facts(connection, events.c.order_id, self.orders, ORDER_PAIR_TYPES, skip_new)
         if stop_keys:
-            query = sa.select(*_PAIR_COLUMNS).where(_of_types(_STOP_TYPES))
+            query = _pair_query(_STOP_TYPES, skip_new)
             query = _matching(connection, query, (events.c.route_id, events.c.stop_seq), sorted(stop_keys))
             found += (_fact(row) for row in connection.execute(query).all())
+        if skip_new:
+            found += (fact for fact in new if _looked_up(fact))
         return [fact for fact in found if self.wants(fact)]
 
 
-def _update_samples(connection: sa.Connection, keys: PairKeys, deltas: Deltas) -> None:
+def _update_samples(connection: sa.Connection, keys: PairKeys, deltas: Deltas, new: Sequence[Fact] = ()) -> None:
     if not keys:
         return
-    current = metrics.pair_samples(keys.facts(connection))
+    current = metrics.pair_samples(keys.facts(connection, new))
     if not current:
         return
     stored: dict[tuple[str, Key], float] = {}

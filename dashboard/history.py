@@ -69,7 +69,7 @@ class StoredEvent:
                 correlation=tuple(
                     [value if isinstance(value, str) else None for value in map(data.get, CORRELATION_FIELDS)]
                 ),
-                stop_seq=_stop_seq(data),
+                stop_seq=stop_seq_column(data),
                 payload=payload,
                 data=data,
             )
@@ -112,7 +112,7 @@ def _received_at(ms: int) -> datetime:
 STOP_SEQ_MAX = 2**31 - 1  # the column is a 4-byte integer
 
 
-def _stop_seq(data: dict[str, Any]) -> int | None:
+def stop_seq_column(data: dict[str, Any]) -> int | None:
     """Return the stop sequence for its column, or None when there is none it can hold.
 
     The contract bounds ``stop_seq`` only below. A value past the column's

@@ -131,6 +131,36 @@ def test_every_accepted_value_reaches_history_unchanged(runtime):
     assert backlog(runtime.redis, runtime.keys) == 0
 
 
+def test_a_pair_in_one_batch_is_found_as_a_lookup_would_find_it(runtime):
+    """The batch's own events are paired from memory, not read back: exactly what a lookup would find.
+
+    A gap whose stop numbers the column cannot hold is missed by the lookup
+    when its halves come in two batches, so it must be missed in one batch too.
+    """
+    t0 = "2026-10-06T10:00:00Z"
+    events = [
+        make_event("stop.departed", event_id="dep-1", route_id="R1", stop_seq=1, time=t0),
+        make_event(
+            "stop.arrived", event_id="arr-2", route_id="R1", stop_seq=2, planned_drive_s=600, time=t0[:14] + "15:00Z"
+        ),
+        make_event("stop.departed", event_id="dep-big", route_id="R2", stop_seq=2**40, time=t0),
+        make_event(
+            "stop.arrived",
+            event_id="arr-big",
+            route_id="R2",
+            stop_seq=2**40 + 1,
+            planned_drive_s=60,
+            time=t0[:14] + "05:00Z",
+        ),
+    ]
+    assert runtime.ingestor().submit(events).accepted == 4
+    assert runtime.worker().step() == 4
+
+    with runtime.engine.connect() as connection:
+        samples = connection.execute(sa.text("SELECT id, value FROM samples WHERE kind = 'idle'")).all()
+    assert [tuple(row) for row in samples] == [("arr-2", 15 * 60 - 600)]
+
+
 def test_a_batch_past_luas_unpack_limit_is_acknowledged_whole(runtime):
     # Lua's unpack() refuses about 8,000 values: the ack script must not hand it a whole batch.
     count = 9000
