@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -83,6 +83,21 @@ def _rows(condition: Any) -> sa.Select:
     return sa.select(rollups.c.scope, rollups.c.bucket, rollups.c.field, rollups.c.value).where(condition)
 
 
+def _sums(keys: Sequence[str], stored: sa.Select, unfolded: Sequence[sa.Select]) -> sa.Select | sa.CompoundSelect:
+    """Sum by ``keys`` the stored rows, and apart the changes waiting for their fold, in one statement.
+
+    One snapshot, so a fold in between cannot count a change twice; the
+    caller adds the two sums. One sum over the union of all the rows cost
+    the 90-day network range 10 % more than the stored rows' own.
+    """
+    sums = []
+    for part in [stored, sa.union_all(*unfolded)] if unfolded else [stored]:
+        rows = part.subquery()
+        columns = [rows.c[key] for key in keys]
+        sums.append(sa.select(*columns, sa.func.sum(rows.c.value)).group_by(*columns))
+    return sa.union_all(*sums) if unfolded else sums[0]
+
+
 class HistorySource:
     """Answer range queries from rollups; raise StoreUnavailable when the database is down."""
 
@@ -108,9 +123,8 @@ class HistorySource:
                 folded = [(first, stop) for grain, first, stop in ranges if grain != "m"]
                 owners = None if site_id is None else [site_id]
                 unfolded = unfolded_changes(connection.dialect.name, "h", folded, owners)
-                summed = sa.union_all(stored, *unfolded).subquery()
-                query = sa.select(summed.c.field, sa.func.sum(summed.c.value)).group_by(summed.c.field)
-                fields = {name: value for name, value in connection.execute(query)}
+                for name, value in connection.execute(_sums(("field",), stored, unfolded)):
+                    fields[name] = fields.get(name, 0.0) + value
             return fields, _labor_cost(connection, site_id, start, end, now)
 
         fields, labor = self._run(read)
@@ -151,17 +165,15 @@ class HistorySource:
         unfolded = unfolded_changes(dialect, grain, [(first, end)], site_ids) if site_ids != [] else []
         if scopes is not None and NETWORK in scopes:
             unfolded += unfolded_changes(dialect, grain, [(first, end)], None, as_network=True)
-        summed = sa.union_all(stored, *unfolded).subquery()
-        query = sa.select(summed.c.scope, summed.c.bucket, summed.c.field, sa.func.sum(summed.c.value)).group_by(
-            summed.c.scope, summed.c.bucket, summed.c.field
-        )
+        query = _sums(("scope", "bucket", "field"), stored, unfolded)
         shift_query = _overlapping_shifts(first, end)
         if scopes is not None and NETWORK not in scopes:
             shift_query = shift_query.where(shifts.c.site_id.in_(scopes))
         rows, shift_rows = self._run(lambda c: (c.execute(query).all(), c.execute(shift_query).all()))
         fields: dict[str, dict[datetime, dict[str, float]]] = {}
         for scope, bucket, name, value in rows:
-            fields.setdefault(scope, {}).setdefault(aware(bucket), {})[name] = value
+            summed = fields.setdefault(scope, {}).setdefault(aware(bucket), {})
+            summed[name] = summed.get(name, 0.0) + value
         all_shifts = [_shift(row) for row in shift_rows]
         for shift in all_shifts:  # a site with only shifts still has a cost
             if scopes is None:
