@@ -5,10 +5,11 @@ transaction as the insert:
 
 1. count fields of delivery attempts go to their buckets;
 2. the pairs the new events touch (routes, orders, workers) are recomputed
-   from history with the pure functions of ``dashboard.metrics``; a sample or
-   shift that changed moves its old contribution out and its new one in, so a
-   half that arrives hours late lands in the bucket of the event the contract
-   attributes it to;
+   from history (the batch's own new events from memory: see
+   ``PairKeys.facts``) with the pure functions of ``dashboard.metrics``; a
+   sample or shift that changed moves its old contribution out and its new
+   one in, so a half that arrives hours late lands in the bucket of the
+   event the contract attributes it to;
 3. the sites' minute rollups take the deltas, and their hours are marked
    for ``dashboard.folding`` to fold into hour and day rows later (the
    network's minutes are the sum of the sites', added when read: see

@@ -146,9 +146,8 @@ def rebuild(client: redis.Redis, engine: sa.Engine, keys: Keys, retention_s: int
     transaction that holds off new outbox rows, the rebuild reads the sites'
     minute rollups (they make the hours and the network's rows, summed here:
     history's hour rows may wait for their fold) and deletes the outbox rows
-    they already include; rows committed after it
-    are applied once it releases the lock. So nothing is counted twice, and
-    nothing is missed.
+    they already include; rows committed after it are applied once it
+    releases the lock. So nothing is counted twice, and nothing is missed.
     """
     started = time.monotonic()
     token = secrets.token_hex(8)
