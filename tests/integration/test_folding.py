@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(60)  # a regression here waits on a lock: fail,
 
 T0 = datetime(2026, 10, 6, 23, 40, tzinfo=UTC)  # two days, so that the day rows are folded twice
 LIVE_SINCE = T0 + timedelta(days=7)  # history only: these tests read no live figures
-# Attempts in three hours and two days, at two sites.
+# Attempts at two sites, in two hours of two days (23:00 and 01:00).
 ATTEMPTS = [
     ("SEA1", T0 + timedelta(minutes=2)),
     ("SEA1", T0 + timedelta(minutes=3)),
