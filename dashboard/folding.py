@@ -1,10 +1,11 @@
 """Hour and day rollups, folded from the minutes by a periodic job instead of rewritten by every batch.
 
 A worker adds a batch's changes to its sites' minute rows only, and marks
-each (site, hour) it changed in ``rollups_unfolded``. ``fold``, run by the
-workers' housekeeping, then rewrites for the marked hours each site's hour
-rows from its minutes, its day rows from its hours, and the network's hour
-and day rows from its sites'. Whether folded or not, two things always hold:
+each (site, hour) it changed in ``rollups_unfolded``. ``fold_marked``, run
+by the workers' housekeeping, then rewrites for the marked hours (the oldest
+first, a chunk per transaction) each site's hour rows from its minutes, its
+day rows from its hours, and the network's hour and day rows from its
+sites'. Whether folded or not, two things always hold:
 
 - a stored day row is the sum of its stored hour rows, and a network row the
   sum of its sites' rows, since a fold rewrites them together;
@@ -44,15 +45,19 @@ NETWORK = "*"
 FOLD_LOCK = 0x666F6C64  # "fold": the advisory lock workers share and a fold takes alone
 # How long a fold waits for the transactions in flight; workers that start meanwhile wait behind it.
 FOLD_LOCK_TIMEOUT_MS = 1000
+# Marked hours per fold transaction (about 0.5 s of workers held back on 90 days of history), and how long
+# one housekeeping may go on folding chunks.
+FOLD_CHUNK = 200
+FOLD_BUDGET_S = 5.0
 _LOCK_NOT_AVAILABLE = "55P03"
 
 # Set-based, in both dialects. Each marked hour is rewritten from its
 # minutes, each marked day from its hours, then the network's marked hours
 # and days from its sites' (the ``sites`` table lists them, so that every
-# lookup starts with a scope and uses the primary key).
-_NETWORK_MARKED = (
-    "SELECT 'h' AS grain, hour AS bucket FROM rollups_unfolded UNION SELECT 'd', day FROM rollups_unfolded"
-)
+# lookup starts with a scope and uses the primary key). A fold takes the
+# marks of the hours up to ``:through`` (see ``fold``).
+_MARKED = "(SELECT * FROM rollups_unfolded WHERE hour <= :through)"
+_NETWORK_MARKED = f"SELECT 'h' AS grain, hour AS bucket FROM {_MARKED} h UNION SELECT 'd', day FROM {_MARKED} d"
 
 
 def _each(dialect: str, condition: str) -> str:
@@ -78,28 +83,31 @@ def fold_statements(dialect: str) -> tuple[sa.TextClause, ...]:
     hours = _each(dialect, "r.scope = d.site_id AND r.grain = 'h' AND r.bucket >= d.day AND r.bucket < d.day_end")
     sites = _each(dialect, "r.scope = s.site_id AND r.grain = m.grain AND r.bucket = m.bucket")
     statements = (
-        "DELETE FROM rollups WHERE grain = 'h' AND (scope, bucket) IN (SELECT site_id, hour FROM rollups_unfolded)",
+        f"DELETE FROM rollups WHERE grain = 'h' AND (scope, bucket) IN (SELECT site_id, hour FROM {_MARKED} u)",
         "INSERT INTO rollups (scope, grain, bucket, field, value) "
-        f"SELECT u.site_id, 'h', u.hour, r.field, sum(r.value) FROM rollups_unfolded u {minutes} "
+        f"SELECT u.site_id, 'h', u.hour, r.field, sum(r.value) FROM {_MARKED} u {minutes} "
         "GROUP BY u.site_id, u.hour, r.field HAVING sum(r.value) <> 0",
-        "DELETE FROM rollups WHERE grain = 'd' AND (scope, bucket) IN (SELECT site_id, day FROM rollups_unfolded)",
+        f"DELETE FROM rollups WHERE grain = 'd' AND (scope, bucket) IN (SELECT site_id, day FROM {_MARKED} u)",
         "INSERT INTO rollups (scope, grain, bucket, field, value) "
         "SELECT d.site_id, 'd', d.day, r.field, sum(r.value) "
-        f"FROM (SELECT DISTINCT site_id, day, day_end FROM rollups_unfolded) d {hours} "
+        f"FROM (SELECT DISTINCT site_id, day, day_end FROM {_MARKED} u) d {hours} "
         "GROUP BY d.site_id, d.day, r.field HAVING sum(r.value) <> 0",
         f"DELETE FROM rollups WHERE (scope, grain, bucket) IN (SELECT '*', grain, bucket FROM ({_NETWORK_MARKED}) m)",
         "INSERT INTO rollups (scope, grain, bucket, field, value) "
         f"SELECT '*', m.grain, m.bucket, r.field, sum(r.value) FROM ({_NETWORK_MARKED}) m CROSS JOIN sites s {sites} "
         "GROUP BY m.grain, m.bucket, r.field HAVING sum(r.value) <> 0",
     )
-    return tuple(sa.text(statement) for statement in statements)
+    # Bound as the column's type: SQLite compares the text SQLAlchemy stored, not what its driver would write.
+    through = sa.bindparam("through", type_=rollups_unfolded.c.hour.type)
+    return tuple(sa.text(statement).bindparams(through) for statement in statements)
 
 
 @dataclass(frozen=True)
 class FoldReport:
-    """What one fold did."""
+    """What a fold did."""
 
     hours: int  # marked (site, hour) pairs folded
+    chunks: int  # transactions it took
     seconds: float
 
 
@@ -126,42 +134,66 @@ def marks(hours: Iterable[tuple[str, datetime]]) -> list[dict[str, Any]]:
     return rows
 
 
-def fold(connection: sa.Connection) -> FoldReport:
-    """Fold every marked hour into its hour and day rows, the network's included, and clear the marks.
+def fold(connection: sa.Connection, chunk: int = FOLD_CHUNK) -> tuple[int, bool]:
+    """Fold the oldest marked hours into their hour and day rows, the network's included, and clear their marks.
 
-    Runs in the caller's transaction. On PostgreSQL it first waits for the
-    workers' transactions in flight, at most ``FOLD_LOCK_TIMEOUT_MS``, then
-    raises the driver's lock-timeout error (see ``fold_marked``).
+    Takes the hours up to the ``chunk``-th oldest mark, every site's marks
+    of those hours included, and returns how many marks it cleared and
+    whether newer ones wait. Runs in the caller's transaction. On PostgreSQL
+    it first waits for the workers' transactions in flight, at most
+    ``FOLD_LOCK_TIMEOUT_MS``, then raises the driver's lock-timeout error
+    (see ``fold_marked``).
+
+    Whatever the chunk, a day row stays the sum of its stored hour rows and a
+    network row the sum of its sites' stored rows: the hours left marked are
+    corrected by readers as before.
     """
-    started = time.monotonic()
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = {FOLD_LOCK_TIMEOUT_MS}")
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({FOLD_LOCK})")
-    if connection.execute(sa.select(sa.exists().select_from(rollups_unfolded))).scalar_one():
-        # On SQLite the first of these writes holds the database until commit: no worker writes meanwhile.
-        for statement in fold_statements(connection.dialect.name):
-            connection.execute(statement)
-        hours = connection.execute(rollups_unfolded.delete()).rowcount
-    else:
-        hours = 0
-    return FoldReport(hours, round(time.monotonic() - started, 3))
+    marked = rollups_unfolded.c
+    oldest = sa.select(marked.hour).order_by(marked.hour).limit(chunk).subquery()
+    through = connection.execute(sa.select(sa.func.max(oldest.c.hour))).scalar_one()
+    if through is None:
+        return 0, False
+    # On SQLite the first of these writes holds the database until commit: no worker writes meanwhile.
+    for statement in fold_statements(connection.dialect.name):
+        connection.execute(statement, {"through": through})
+    hours = connection.execute(rollups_unfolded.delete().where(marked.hour <= through)).rowcount
+    newer = connection.execute(sa.select(sa.exists().where(marked.hour > through))).scalar_one()
+    return hours, newer
 
 
-def fold_marked(engine: sa.Engine) -> FoldReport | None:
-    """Fold in a transaction of its own; None when workers held the lock too long (the next fold takes over)."""
-    try:
-        with engine.begin() as connection:
-            report = fold(connection)
-    except sa_exc.OperationalError as error:
-        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
-            raise
-        log.info(
-            "fold_postponed",
-            extra={"reason": "workers' transactions held the fold lock", "wait_ms": FOLD_LOCK_TIMEOUT_MS},
-        )
-        return None
-    if report.hours:
-        log.info("rollups_folded", extra=report.__dict__)
+def fold_marked(engine: sa.Engine, chunk: int = FOLD_CHUNK) -> FoldReport | None:
+    """Fold chunk by chunk, each in a transaction of its own, for at most ``FOLD_BUDGET_S``.
+
+    Between chunks the workers go on: a backfill that marked thousands of
+    hours holds them back ``chunk`` hours at a time, not for the whole fold.
+    Return None when the workers held the lock too long before anything was
+    folded (the next housekeeping tries again).
+    """
+    started = time.monotonic()
+    hours = chunks = 0
+    newer = True
+    while newer and time.monotonic() - started < FOLD_BUDGET_S:
+        try:
+            with engine.begin() as connection:
+                folded, newer = fold(connection, chunk)
+        except sa_exc.OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            log.info(
+                "fold_postponed",
+                extra={"reason": "workers' transactions held the fold lock", "wait_ms": FOLD_LOCK_TIMEOUT_MS},
+            )
+            if not chunks:
+                return None
+            break
+        hours += folded
+        chunks += 1
+    report = FoldReport(hours, chunks, round(time.monotonic() - started, 3))
+    if hours:
+        log.info("rollups_folded", extra={**report.__dict__, "more_waiting": newer})
     return report
 
 

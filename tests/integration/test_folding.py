@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from dashboard.aggregates import apply_batch, aware
 from dashboard.db import create_db_engine, migrate, rollups, rollups_unfolded
-from dashboard.folding import FOLD_LOCK_TIMEOUT_MS, fold_marked, fold_statements, marks, unfolded_changes
+from dashboard.folding import FOLD_LOCK_TIMEOUT_MS, fold, fold_marked, fold_statements, marks, unfolded_changes
 from dashboard.history import StoredEvent
 from dashboard.settings import Settings
 from datasources.history import HistorySource
@@ -129,6 +129,25 @@ def test_history_answers_the_same_before_after_and_between_folds(engine):
         ("*", day): 4,
         ("*", day + timedelta(days=1)): 1,
     }
+
+
+def test_a_fold_takes_the_oldest_hours_first_chunk_by_chunk(engine):
+    """A backfill's thousands of marks fold a chunk per transaction, the workers going on in between."""
+    apply_each(engine, ATTEMPTS)
+    hour = T0.replace(minute=0)
+
+    with engine.begin() as connection:
+        assert fold(connection, chunk=1) == (2, True)  # 23:00, both sites' marks; 01:00 waits
+    assert marked(engine) == 1
+    assert set(stored_attempts(engine, "h")) == {("SEA1", hour), ("PDX1", hour), ("*", hour)}
+    assert [attempts_in(engine, *query) for query in QUERIES] == ANSWERS
+
+    report = fold_marked(engine, chunk=1)
+
+    assert (report.hours, report.chunks) == (1, 1)
+    assert marked(engine) == 0
+    assert stored_attempts(engine, "h")[("*", hour + timedelta(hours=2))] == 1
+    assert [attempts_in(engine, *query) for query in QUERIES] == ANSWERS
 
 
 def test_series_add_what_waits_for_its_fold(engine):
@@ -240,7 +259,8 @@ def test_each_mark_probes_the_key_for_its_own_hours_however_stale_the_statistics
             for select in unfolded_changes("postgresql", "h", ranges, ["SEA1"])
         ]
         for statement in statements:
-            plan = connection.execute(sa.text("EXPLAIN (FORMAT JSON) " + statement)).scalar_one()[0]["Plan"]
+            explain = sa.text("EXPLAIN (FORMAT JSON) " + statement)
+            plan = connection.execute(explain, {"through": first + timedelta(days=2)}).scalar_one()[0]["Plan"]
             scans = list(_rollup_scans(plan))
             assert scans, statement
             for scan in scans:
