@@ -82,20 +82,22 @@ def fold_statements(dialect: str) -> tuple[sa.TextClause, ...]:
     minutes = _each(dialect, "r.scope = u.site_id AND r.grain = 'm' AND r.bucket >= u.hour AND r.bucket < u.hour_end")
     hours = _each(dialect, "r.scope = d.site_id AND r.grain = 'h' AND r.bucket >= d.day AND r.bucket < d.day_end")
     sites = _each(dialect, "r.scope = s.site_id AND r.grain = m.grain AND r.bucket = m.bucket")
+    # Each sum replaces the row it differs from, in place: no row deleted and written again
+    # (dead rows, new index entries, rows moved away from their neighbours), and most rows of a
+    # marked hour did not change. "WHERE true" tells SQLite's parser that ON CONFLICT is the upsert's.
+    upsert = "ON CONFLICT (scope, grain, bucket, field) DO UPDATE SET value = excluded.value "
+    upsert += "WHERE rollups.value <> excluded.value"
     statements = (
-        f"DELETE FROM rollups WHERE grain = 'h' AND (scope, bucket) IN (SELECT site_id, hour FROM {_MARKED} u)",
         "INSERT INTO rollups (scope, grain, bucket, field, value) "
-        f"SELECT u.site_id, 'h', u.hour, r.field, sum(r.value) FROM {_MARKED} u {minutes} "
-        "GROUP BY u.site_id, u.hour, r.field HAVING sum(r.value) <> 0",
-        f"DELETE FROM rollups WHERE grain = 'd' AND (scope, bucket) IN (SELECT site_id, day FROM {_MARKED} u)",
+        f"SELECT u.site_id, 'h', u.hour, r.field, sum(r.value) FROM {_MARKED} u {minutes} WHERE true "
+        f"GROUP BY u.site_id, u.hour, r.field {upsert}",
         "INSERT INTO rollups (scope, grain, bucket, field, value) "
         "SELECT d.site_id, 'd', d.day, r.field, sum(r.value) "
-        f"FROM (SELECT DISTINCT site_id, day, day_end FROM {_MARKED} u) d {hours} "
-        "GROUP BY d.site_id, d.day, r.field HAVING sum(r.value) <> 0",
-        f"DELETE FROM rollups WHERE (scope, grain, bucket) IN (SELECT '*', grain, bucket FROM ({_NETWORK_MARKED}) m)",
+        f"FROM (SELECT DISTINCT site_id, day, day_end FROM {_MARKED} u) d {hours} WHERE true "
+        f"GROUP BY d.site_id, d.day, r.field {upsert}",
         "INSERT INTO rollups (scope, grain, bucket, field, value) "
         f"SELECT '*', m.grain, m.bucket, r.field, sum(r.value) FROM ({_NETWORK_MARKED}) m CROSS JOIN sites s {sites} "
-        "GROUP BY m.grain, m.bucket, r.field HAVING sum(r.value) <> 0",
+        f"WHERE true GROUP BY m.grain, m.bucket, r.field {upsert}",
     )
     # Bound as the column's type: SQLite compares the text SQLAlchemy stored, not what its driver would write.
     through = sa.bindparam("through", type_=rollups_unfolded.c.hour.type)
