@@ -44,6 +44,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    while fold(op.get_bind())[1]:
-        pass  # the next chunk of marks, in the migration's transaction
+    more = True
+    while more:  # chunk after chunk, all in the migration's transaction
+        _, more = fold(op.get_bind())
     op.drop_table("rollups_unfolded")
